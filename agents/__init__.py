@@ -1,0 +1,5 @@
+"""Training on top of hnca_env: NCA-rule policies, the gradient pool trainer, PPO (later)."""
+
+from agents.networks import NCAUpdateRule, as_fixed_rule, make_policy
+
+__all__ = ["NCAUpdateRule", "make_policy", "as_fixed_rule"]

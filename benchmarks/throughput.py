@@ -1,0 +1,568 @@
+"""Throughput of the H-NCA environment, with a plain-JAX Growing-NCA reference beside it.
+
+One command measures, vmapped over ``W`` worlds and for each grid size:
+
+- ``env_gnca`` / ``env_gnca_noar``: ``Grow-v0`` (Growing-NCA mode), one ``reset`` then a
+  jitted ``lax.scan`` of ``T`` steps of ``jax.vmap(env.step)`` with zero actions, with the
+  gymnax-style auto-reset on (the default) and off (``make(id, auto_reset=False)``).
+- ``env_hnca`` / ``env_hnca_noar``: the same for ``HNCA-Grow-v0`` (two levels, ``tau_c=0`` so
+  the coordinators run from the first step).
+- ``policy_gnca``: a full rollout on ``Grow-v0``: ``make_policy(env)`` (per-cell MLP
+  48 -> 128 -> 16 shared by all cells), then ``env.step``, ``T`` times.
+- ``ref_conv`` / ``ref_slices``: a plain-JAX Growing-NCA step written here (16 channels,
+  identity + Sobel/8 perception, MLP 48 -> 128 -> 16, fire rate 0.5, alive masking before
+  and after), with perception as a depthwise ``lax.conv_general_dilated`` on circularly
+  padded input or as shifted slices (like :func:`hnca_env.physics.perceive`).
+
+Throughput is cell-agent updates per second, ``W * H * W_grid * T / seconds`` (child cells
+only for H-NCA). Each program is compiled first (compile time reported), then run once to
+warm up, then timed ``--runs`` times with ``jax.block_until_ready``; the median is reported.
+``T`` shrinks for big configurations (``--budget`` cell updates per timed run, never fewer
+than ``--min-steps``) and is reported. A configuration whose compiled program needs more
+than ``--mem-limit-gb`` (XLA's buffer assignment: arguments + outputs + temporaries) is
+skipped, and the skip is printed and recorded.
+
+A perception micro-benchmark compares :func:`hnca_env.physics.perceive` (shifted slices)
+with :func:`hnca_env.physics.perceive_conv` (``lax.conv``) on ``(64, 64, 16)`` grids vmapped
+over 64 worlds.
+
+Usage::
+
+    python benchmarks/throughput.py                 # full run, ~10 min on a 2-core CPU
+    python benchmarks/throughput.py --quick         # smoke test, seconds
+    python benchmarks/throughput.py --worlds 1 64 --grids 32 --out /tmp/tp.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import hnca_env  # noqa: E402
+from agents.networks import make_policy  # noqa: E402
+from hnca_env import physics  # noqa: E402
+
+Array = jax.Array
+
+#: Benchmarks of the grid, in table order.
+BENCHES: tuple[str, ...] = (
+    "env_gnca",
+    "env_gnca_noar",
+    "env_hnca",
+    "env_hnca_noar",
+    "policy_gnca",
+    "ref_conv",
+    "ref_slices",
+)
+
+BENCH_HELP = {
+    "env_gnca": "Grow-v0 reset + T x vmap(env.step), zero actions, auto-reset on",
+    "env_gnca_noar": "Grow-v0, auto_reset=False",
+    "env_hnca": "HNCA-Grow-v0 (tau_c=0) reset + T x vmap(env.step), zero actions, auto-reset on",
+    "env_hnca_noar": "HNCA-Grow-v0 (tau_c=0), auto_reset=False",
+    "policy_gnca": "Grow-v0 reset + T x (make_policy MLP 48-128-16 + env.step)",
+    "ref_conv": "plain-JAX Growing-NCA step, depthwise lax.conv perception",
+    "ref_slices": "plain-JAX Growing-NCA step, shifted-slice perception",
+}
+
+DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "throughput.json"
+
+
+# ---------------------------------------------------------------------------------------- timing
+def time_compiled(
+    fn: Callable[..., Any], args: Sequence[Any], runs: int, mem_limit_bytes: float
+) -> dict[str, Any]:
+    """Compile ``jax.jit(fn)`` for ``args``, then time it (median of ``runs`` after one warm-up).
+
+    Returns compile time, the memory XLA assigned to the program, and the run times; when the
+    program needs more than ``mem_limit_bytes`` it is not run and ``skipped`` says why.
+    """
+    t0 = time.perf_counter()
+    compiled = jax.jit(fn).lower(*args).compile()
+    compile_s = time.perf_counter() - t0
+    mem = _program_bytes(compiled)
+    out: dict[str, Any] = {"compile_s": compile_s, "mem_gb": None if mem is None else mem / 2**30}
+    if mem is not None and mem > mem_limit_bytes:
+        out["skipped"] = f"needs {mem / 2**30:.1f} GB > limit {mem_limit_bytes / 2**30:.1f} GB"
+        return out
+    jax.block_until_ready(compiled(*args))  # warm-up: first-call allocation, caches
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        jax.block_until_ready(compiled(*args))
+        times.append(time.perf_counter() - t0)
+    out["runs_s"] = times
+    out["median_s"] = statistics.median(times)
+    return out
+
+
+def _program_bytes(compiled: Any) -> float | None:
+    """Arguments + outputs + temporaries of a compiled program, from XLA's buffer assignment."""
+    try:
+        ma = compiled.memory_analysis()
+    except Exception:  # noqa: BLE001 - not every backend implements it
+        return None
+    if ma is None:
+        return None
+    return float(
+        ma.argument_size_in_bytes + ma.output_size_in_bytes + ma.temp_size_in_bytes - ma.alias_size_in_bytes
+    )
+
+
+# ---------------------------------------------------------------------------------------- env programs
+def env_program(env_id: str, grid: int, worlds: int, steps: int, auto_reset: bool, policy: bool):
+    """``(fn, args)``: reset ``worlds`` worlds, then scan ``steps`` vmapped steps.
+
+    Observations and states are carried through the scan and returned, so nothing the env
+    computes is dead code. Zero actions are a traced scalar broadcast (not a constant XLA
+    could fold away); with ``policy`` the actions come from the shared per-level MLP.
+    """
+    overrides: dict[str, Any] = {"grid": (grid, grid)}
+    if env_id == "HNCA-Grow-v0":
+        overrides["tau_c"] = 0
+    if not auto_reset:
+        overrides["auto_reset"] = False
+    env, params = hnca_env.make(env_id, **overrides)
+    shapes = {lvl: (*env.grid_shape(lvl), env.action_dim(lvl)) for lvl in env.agent_levels}
+    v_reset = jax.vmap(env.reset, in_axes=(0, None))
+    v_step = jax.vmap(env.step, in_axes=(0, 0, 0, None))
+
+    if policy:
+        init, apply = make_policy(env)
+        pparams = init(jax.random.key(1))
+        v_apply = jax.vmap(apply, in_axes=(None, 0))
+
+        def act(extra, obs):
+            return v_apply(extra, obs)
+
+    else:
+        pparams = jnp.zeros((), jnp.float32)
+
+        def act(extra, obs):
+            del obs
+            return {lvl: jnp.broadcast_to(extra, (worlds, *s)) for lvl, s in shapes.items()}
+
+    def run(key, env_params, extra):
+        k_reset, k_steps = jax.random.split(key)
+        obs, state = v_reset(jax.random.split(k_reset, worlds), env_params)
+
+        def body(carry, k):
+            obs, state = carry
+            action = act(extra, obs)
+            obs, state, reward, _, _, _ = v_step(jax.random.split(k, worlds), state, action, env_params)
+            return (obs, state), reward["cell"].mean()
+
+        (obs, state), rewards = jax.lax.scan(body, (obs, state), jax.random.split(k_steps, steps))
+        return obs, state, rewards
+
+    return run, (jax.random.key(0), params, pparams)
+
+
+# ---------------------------------------------------------------------------------------- reference NCA
+REF_CHANNELS = 16
+REF_HIDDEN = 128
+REF_FIRE_RATE = 0.5
+REF_ALIVE_THRESHOLD = 0.1
+
+
+def ref_kernels() -> np.ndarray:
+    """Identity, Sobel-x/8, Sobel-y/8 as ``(3, 3, 3)`` ``[kernel, row, col]``."""
+    ident = np.array([[0, 0, 0], [0, 1, 0], [0, 0, 0]], np.float32)
+    sobel_x = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], np.float32) / 8.0
+    return np.stack([ident, sobel_x, sobel_x.T]).astype(np.float32)
+
+
+def ref_perceive_conv(x: Array, kernels: np.ndarray) -> Array:
+    """Depthwise 3x3 perception of ``(B, H, W, C)``: one grouped conv on circularly padded input.
+
+    Output channels are channel-major (``c * K + k``), as TF's depthwise conv gives them.
+    """
+    c = x.shape[-1]
+    rhs = np.tile(np.transpose(kernels, (1, 2, 0))[:, :, None, :], (1, 1, 1, c))  # (3, 3, 1, C*K)
+    xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="wrap")
+    return jax.lax.conv_general_dilated(
+        xp,
+        jnp.asarray(rhs),
+        (1, 1),
+        "VALID",
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        feature_group_count=c,
+    )
+
+
+def ref_perceive_slices(x: Array, kernels: np.ndarray) -> Array:
+    """The same perception from shifted slices of the padded grid (zero taps skipped)."""
+    _, h, w, _ = x.shape
+    xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="wrap")
+    outs = []
+    for k in kernels:
+        acc = None
+        for i in range(3):
+            for j in range(3):
+                if k[i, j] == 0.0:
+                    continue
+                term = xp[:, i : i + h, j : j + w, :]
+                term = term if k[i, j] == 1.0 else term * float(k[i, j])
+                acc = term if acc is None else acc + term
+        outs.append(acc)
+    return jnp.concatenate(outs, axis=-1)
+
+
+def ref_alive(x: Array) -> Array:
+    """``(B, H, W, 1)`` bool: 3x3 (wrapped) max pool of alpha > threshold."""
+    a = jnp.pad(x[..., 3:4], ((0, 0), (1, 1), (1, 1), (0, 0)), mode="wrap")
+    pooled = jax.lax.reduce_window(a, -jnp.inf, jax.lax.max, (1, 3, 3, 1), (1, 1, 1, 1), "VALID")
+    return pooled > REF_ALIVE_THRESHOLD
+
+
+def ref_step(weights: dict[str, Array], x: Array, key: Array, perceive: Callable[[Array], Array]) -> Array:
+    """One Growing-NCA step of a batch ``(B, H, W, C)``."""
+    pre = ref_alive(x)
+    y = perceive(x)
+    h = jax.nn.relu(y @ weights["w1"] + weights["b1"])
+    dx = h @ weights["w2"]
+    fire = jax.random.bernoulli(key, REF_FIRE_RATE, x.shape[:-1] + (1,)).astype(x.dtype)
+    x = x + dx * fire
+    life = pre & ref_alive(x)
+    return x * life.astype(x.dtype)
+
+
+def ref_program(grid: int, worlds: int, steps: int, mode: str):
+    """``(fn, args)``: seed ``worlds`` single-cell worlds, then scan ``steps`` reference steps."""
+    kernels = ref_kernels()
+    if mode == "conv":
+
+        def perceive(x):
+            return ref_perceive_conv(x, kernels)
+
+    else:
+
+        def perceive(x):
+            return ref_perceive_slices(x, kernels)
+
+    n_in = REF_CHANNELS * len(kernels)
+    k1, k2 = jax.random.split(jax.random.key(2))
+    weights = {
+        "w1": jax.random.normal(k1, (n_in, REF_HIDDEN)) / np.sqrt(n_in),
+        "b1": jnp.zeros((REF_HIDDEN,)),
+        "w2": jax.random.normal(k2, (REF_HIDDEN, REF_CHANNELS)) * 1e-3,
+    }
+
+    def run(key, weights):
+        x = jnp.zeros((worlds, grid, grid, REF_CHANNELS), jnp.float32)
+        x = x.at[:, grid // 2, grid // 2, 3:].set(1.0)
+
+        def body(x, k):
+            return ref_step(weights, x, k, perceive), None
+
+        x, _ = jax.lax.scan(body, x, jax.random.split(key, steps))
+        return x
+
+    return run, (jax.random.key(0), weights)
+
+
+def build(bench: str, grid: int, worlds: int, steps: int):
+    """``(fn, args)`` of one benchmark of the grid."""
+    if bench == "env_gnca":
+        return env_program("Grow-v0", grid, worlds, steps, auto_reset=True, policy=False)
+    if bench == "env_gnca_noar":
+        return env_program("Grow-v0", grid, worlds, steps, auto_reset=False, policy=False)
+    if bench == "env_hnca":
+        return env_program("HNCA-Grow-v0", grid, worlds, steps, auto_reset=True, policy=False)
+    if bench == "env_hnca_noar":
+        return env_program("HNCA-Grow-v0", grid, worlds, steps, auto_reset=False, policy=False)
+    if bench == "policy_gnca":
+        return env_program("Grow-v0", grid, worlds, steps, auto_reset=True, policy=True)
+    if bench == "ref_conv":
+        return ref_program(grid, worlds, steps, "conv")
+    if bench == "ref_slices":
+        return ref_program(grid, worlds, steps, "slices")
+    raise ValueError(f"unknown benchmark {bench!r}")
+
+
+# ---------------------------------------------------------------------------------------- perception
+def perception_bench(worlds: int, grid: int, channels: int, runs: int) -> list[dict[str, Any]]:
+    """``physics.perceive`` vs ``physics.perceive_conv`` on ``(worlds, grid, grid, channels)``."""
+    x = jax.random.uniform(jax.random.key(3), (worlds, grid, grid, channels), jnp.float32)
+    rows = []
+    for name, kernels in (
+        ("gnca (identity, sobel/8)", physics.perception_kernels(("identity", "sobel_x", "sobel_y"), 1 / 8)),
+        (
+            "hnca (identity, sobel, laplacian)",
+            physics.perception_kernels(("identity", "sobel_x", "sobel_y", "laplacian"), 1.0),
+        ),
+    ):
+        row: dict[str, Any] = {"kernels": name, "shape": [worlds, grid, grid, channels]}
+        outs = {}
+        for impl, f in (("slices", physics.perceive), ("conv", physics.perceive_conv)):
+
+            def fn(x, f=f, kernels=kernels):
+                return jax.vmap(lambda xi: f(xi, kernels))(x)
+
+            res = time_compiled(fn, (x,), runs, float("inf"))
+            row[f"{impl}_ms"] = res["median_s"] * 1e3
+            row[f"{impl}_compile_s"] = res["compile_s"]
+            outs[impl] = jax.jit(fn)(x)
+        row["conv_over_slices"] = row["conv_ms"] / row["slices_ms"]
+        row["max_abs_diff"] = float(jnp.max(jnp.abs(outs["slices"] - outs["conv"])))
+        rows.append(row)
+    return rows
+
+
+# ---------------------------------------------------------------------------------------- reporting
+def steps_for(cells: int, max_steps: int, min_steps: int, budget: int) -> int:
+    """Scan length: ``budget // cells`` clipped to ``[min_steps, max_steps]``."""
+    return int(max(min_steps, min(max_steps, budget // max(cells, 1))))
+
+
+def fmt_rate(r: dict[str, Any] | None) -> str:
+    if r is None:
+        return "-"
+    if "skipped" in r:
+        return "skip"
+    return f"{r['updates_per_s'] / 1e6:.2f}"
+
+
+def fmt_ratio(a: dict[str, Any] | None, b: dict[str, Any] | None) -> str:
+    """``a``'s time over ``b``'s time, if both ran."""
+    if a is None or b is None or "median_s" not in a or "median_s" not in b:
+        return "-"
+    return f"{a['median_s'] / b['median_s']:.2f}"
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    line = "| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |"
+    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    body = ["| " + " | ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in rows]
+    return "\n".join([line, sep, *body])
+
+
+def report(results: list[dict[str, Any]], perception: list[dict[str, Any]]) -> str:
+    """Markdown tables: throughput (M cell updates/s) with ratios, compile times, perception."""
+    configs = sorted({(r["grid"], r["worlds"]) for r in results})
+    by = {(r["bench"], r["grid"], r["worlds"]): r for r in results}
+    head = [
+        "grid",
+        "W",
+        "T",
+        "GNCA",
+        "GNCA noAR",
+        "AR cost",
+        "HNCA",
+        "HNCA noAR",
+        "AR cost",
+        "policy+GNCA",
+        "ref conv",
+        "ref slices",
+        "conv/slices",
+    ]
+    rows, crows = [], []
+    for grid, worlds in configs:
+        g = {b: by.get((b, grid, worlds)) for b in BENCHES}
+        steps = next(r["steps"] for r in g.values() if r is not None)
+        rows.append(
+            [
+                f"{grid}x{grid}",
+                str(worlds),
+                str(steps),
+                fmt_rate(g["env_gnca"]),
+                fmt_rate(g["env_gnca_noar"]),
+                fmt_ratio(g["env_gnca"], g["env_gnca_noar"]),
+                fmt_rate(g["env_hnca"]),
+                fmt_rate(g["env_hnca_noar"]),
+                fmt_ratio(g["env_hnca"], g["env_hnca_noar"]),
+                fmt_rate(g["policy_gnca"]),
+                fmt_rate(g["ref_conv"]),
+                fmt_rate(g["ref_slices"]),
+                fmt_ratio(g["ref_conv"], g["ref_slices"]),
+            ]
+        )
+        crows.append(
+            [f"{grid}x{grid}", str(worlds)]
+            + ["-" if g[b] is None else f"{g[b]['compile_s']:.1f}" for b in BENCHES]
+        )
+    out = [
+        "Throughput, million cell-agent updates per second (W * H * W_grid * T / median time).",
+        "AR cost = time with auto-reset / time without; conv/slices = reference conv time / slices time.",
+        "",
+        markdown_table(head, rows),
+        "",
+        "Compile time, seconds:",
+        "",
+        markdown_table(["grid", "W", *BENCHES], crows),
+    ]
+    if perception:
+        prow = [
+            [
+                p["kernels"],
+                "x".join(map(str, p["shape"])),
+                f"{p['slices_ms']:.2f}",
+                f"{p['conv_ms']:.2f}",
+                f"{p['conv_over_slices']:.2f}",
+                f"{p['max_abs_diff']:.1e}",
+            ]
+            for p in perception
+        ]
+        out += [
+            "",
+            "Perception, vmapped, median ms per call:",
+            "",
+            markdown_table(
+                ["kernels", "shape", "perceive (slices)", "perceive_conv", "conv/slices", "max |diff|"], prow
+            ),
+        ]
+    skipped = [r for r in results if "skipped" in r]
+    if skipped:
+        out += ["", "Skipped:"] + [
+            f"- {r['bench']} W={r['worlds']} {r['grid']}x{r['grid']}: {r['skipped']}" for r in skipped
+        ]
+    return "\n".join(out)
+
+
+def environment_info() -> dict[str, Any]:
+    dev = jax.devices()[0]
+    return {
+        "jax_version": jax.__version__,
+        "jaxlib_version": getattr(jax.lib, "__version__", None) or _jaxlib_version(),
+        "backend": jax.default_backend(),
+        "device_kind": dev.device_kind,
+        "device_count": jax.device_count(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "load_average_at_start": list(os.getloadavg()),
+    }
+
+
+def _jaxlib_version() -> str | None:
+    try:
+        import jaxlib
+
+        return jaxlib.__version__
+    except Exception:  # noqa: BLE001
+        return None
+
+
+# ---------------------------------------------------------------------------------------- main
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
+    )
+    p.add_argument(
+        "--worlds", type=int, nargs="+", default=None, help="vmapped worlds W (default 1 64 1024 4096)"
+    )
+    p.add_argument("--grids", type=int, nargs="+", default=None, help="square grid sides (default 32 64)")
+    p.add_argument(
+        "--steps", type=int, default=16, help="scan length T for small configurations (default 16)"
+    )
+    p.add_argument("--min-steps", type=int, default=2, help="smallest T for big configurations (default 2)")
+    p.add_argument(
+        "--budget",
+        type=int,
+        default=2**24,
+        help="cell updates per timed run; T = budget // (W*H*W_grid), clipped (default 2**24)",
+    )
+    p.add_argument("--runs", type=int, default=5, help="timed runs per configuration, median reported (>= 5)")
+    p.add_argument("--mem-limit-gb", type=float, default=6.0, help="skip programs needing more (default 6)")
+    p.add_argument("--benches", nargs="+", choices=BENCHES, default=list(BENCHES), help="subset to run")
+    p.add_argument("--no-perception", action="store_true", help="skip the perception micro-benchmark")
+    p.add_argument("--quick", action="store_true", help="tiny smoke configuration (W 1 4, grid 16, T 4)")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON output (default {DEFAULT_OUT})")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.worlds = args.worlds or [1, 4]
+        args.grids = args.grids or [16]
+        args.steps = min(args.steps, 4)
+    args.worlds = args.worlds or [1, 64, 1024, 4096]
+    args.grids = args.grids or [32, 64]
+    if args.runs < 5:
+        p.error("--runs must be >= 5")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    info = environment_info()
+    print(
+        f"jax {info['jax_version']} | backend {info['backend']} | device {info['device_kind']} | "
+        f"{info['cpu_count']} CPUs",
+        flush=True,
+    )
+    mem_limit = args.mem_limit_gb * 2**30
+    started = time.perf_counter()
+    results: list[dict[str, Any]] = []
+    for grid in args.grids:
+        for worlds in args.worlds:
+            cells = worlds * grid * grid
+            steps = steps_for(cells, args.steps, args.min_steps, args.budget)
+            for bench in args.benches:
+                fn, fargs = build(bench, grid, worlds, steps)
+                res = time_compiled(fn, fargs, args.runs, mem_limit)
+                row = {"bench": bench, "grid": grid, "worlds": worlds, "steps": steps, **res}
+                if "median_s" in row:
+                    row["updates_per_s"] = cells * steps / row["median_s"]
+                    msg = f"{row['updates_per_s'] / 1e6:9.2f} M upd/s  median {row['median_s'] * 1e3:9.1f} ms"
+                else:
+                    msg = f"SKIPPED ({row['skipped']})"
+                print(
+                    f"{bench:14s} {grid:3d}x{grid:<3d} W={worlds:<5d} T={steps:<3d} "
+                    f"compile {row['compile_s']:5.1f} s  {msg}",
+                    flush=True,
+                )
+                results.append(row)
+                del fn, fargs
+    perception = []
+    if not args.no_perception:
+        pw, pg = (4, 16) if args.quick else (64, 64)
+        perception = perception_bench(pw, pg, 16, max(args.runs, 20))
+    elapsed = time.perf_counter() - started
+
+    table = report(results, perception)
+    print()
+    print(table)
+    print(f"\ntotal {elapsed:.0f} s")
+
+    payload = {
+        "environment": info,
+        "config": {
+            "worlds": args.worlds,
+            "grids": args.grids,
+            "max_steps": args.steps,
+            "min_steps": args.min_steps,
+            "budget": args.budget,
+            "runs": args.runs,
+            "mem_limit_gb": args.mem_limit_gb,
+            "quick": args.quick,
+            "command": " ".join([Path(sys.argv[0]).name, *(sys.argv[1:] if argv is None else argv)]),
+        },
+        "benchmarks": {b: BENCH_HELP[b] for b in args.benches},
+        "results": results,
+        "perception": perception,
+        "table_markdown": table,
+        "total_s": elapsed,
+        "load_average_at_end": list(os.getloadavg()),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(payload, indent=2))
+    print(f"wrote {args.out}")
+    return payload
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""Rendering: a jittable frame of one world, and rollouts to GIF.
+
+``render(env, state, params)`` is pure JAX (jit/vmap/scan it); :func:`write_gif` turns a stack
+of frames into a file with imageio (the ``[video]`` extra).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Array = jax.Array
+
+
+def to_rgb(env, cells: Array) -> Array:
+    """Visible channels of ``cells (H, W, C)`` as float RGB in [0, 1].
+
+    RGBA (premultiplied) is composited over white (``1 - a + rgb``, Growing NCA's convention);
+    RGB is clipped.
+    """
+    if env.visible == 4:
+        a = jnp.clip(cells[..., 3:4], 0.0, 1.0)
+        rgb = 1.0 - a + cells[..., :3]
+    else:
+        rgb = cells[..., :3]
+    return jnp.clip(rgb, 0.0, 1.0)
+
+
+def render(
+    env, state, params=None, *, scale: int = 1, parent_grid: bool = False, target: bool = False
+) -> Array:
+    """One frame, uint8 ``(H*scale, W*scale, 3)`` (``(H*scale, 2*W*scale, 3)`` with ``target``).
+
+    Args:
+      scale: integer nearest upscaling.
+      parent_grid: darken the cluster borders of the coordinator grid (two-level envs).
+      target: put the task target to the right of the children.
+    """
+    if not isinstance(scale, int) or scale < 1:
+        raise ValueError(f"scale must be a positive integer, got {scale!r}")
+    rgb = to_rgb(env, state.grids["cell"])
+    if parent_grid:
+        if not env.has_parent:
+            raise ValueError("parent_grid=True needs an env with a parent level")
+        h, w = env.grid
+        k = env.cluster
+        border = (jnp.arange(h)[:, None] % k == 0) | (jnp.arange(w)[None, :] % k == 0)
+        rgb = jnp.where(border[..., None], rgb * 0.6, rgb)
+    if target:
+        params = env.default_params if params is None else params
+        tgt = params.target
+        tgt_rgb = (1.0 - jnp.clip(tgt[..., 3:4], 0, 1) + tgt[..., :3]) if env.visible == 4 else tgt
+        rgb = jnp.concatenate([rgb, jnp.clip(tgt_rgb, 0.0, 1.0)], axis=1)
+    if scale > 1:
+        rgb = jnp.repeat(jnp.repeat(rgb, scale, axis=0), scale, axis=1)
+    return (rgb * 255.0 + 0.5).astype(jnp.uint8)
+
+
+def rollout_frames(
+    env,
+    policy: Callable[[Array, dict], dict],
+    key: Array,
+    params=None,
+    steps: int = 100,
+    state=None,
+    **render_kwargs: Any,
+) -> Array:
+    """Roll one world for ``steps`` with ``policy(key, obs) -> action`` and render each state.
+
+    Returns uint8 ``(steps + 1, H', W', 3)``; the first frame is the start state. Runs as one
+    ``lax.scan`` under ``jit`` with ``step_env`` (no auto-reset).
+    """
+    params = env.default_params if params is None else params
+
+    @jax.jit
+    def run(key, state):
+        key, k0 = jax.random.split(key)
+        if state is None:
+            obs, state = env.reset_env(k0, params)
+        else:
+            obs = env.get_obs(state, params)
+
+        def body(carry, k):
+            obs, st = carry
+            ka, ks = jax.random.split(k)
+            obs, st, *_ = env.step_env(ks, st, policy(ka, obs), params)
+            return (obs, st), render(env, st, params, **render_kwargs)
+
+        first = render(env, state, params, **render_kwargs)
+        _, frames = jax.lax.scan(body, (obs, state), jax.random.split(key, steps))
+        return jnp.concatenate([first[None], frames])
+
+    return run(key, state)
+
+
+def write_gif(frames: Array | np.ndarray, path: str, fps: int = 20) -> str:
+    """Write uint8 frames ``(T, H, W, 3)`` to a looping GIF (needs ``imageio``: ``[video]``)."""
+    try:
+        import imageio.v2 as imageio
+    except ImportError as e:  # pragma: no cover - depends on the extra
+        raise ImportError("write_gif needs imageio: pip install 'hnca-env[video]'") from e
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"frames must be uint8 (T, H, W, 3), got {frames.dtype} {frames.shape}")
+    imageio.mimsave(path, list(frames), duration=1.0 / fps, loop=0)
+    return path
+
+
+def write_png(frame: Array | np.ndarray, path: str) -> str:
+    """Write one uint8 ``(H, W, 3)`` frame to PNG."""
+    import imageio.v2 as imageio
+
+    imageio.imwrite(path, np.asarray(frame))
+    return path
