@@ -108,9 +108,7 @@ def make_pool_trainer(env, env_params, config: PoolConfig = PoolConfig()):
     """
     env.check_params(env_params)
     p_init, p_apply = make_policy(env, config.hidden)
-    schedule = optax.piecewise_constant_schedule(
-        config.lr, {config.lr_boundary: config.lr_final / config.lr}
-    )
+    schedule = optax.piecewise_constant_schedule(config.lr, {config.lr_boundary: config.lr_final / config.lr})
     chain = []
     if config.grad == "clip":
         chain.append(optax.clip_by_global_norm(config.clip_norm))
@@ -137,7 +135,9 @@ def make_pool_trainer(env, env_params, config: PoolConfig = PoolConfig()):
             body = jax.checkpoint(body)
 
         def one(state, k):
-            final, _ = jax.lax.scan(body, state, (jnp.arange(config.max_steps), jax.random.split(k, config.max_steps)))
+            final, _ = jax.lax.scan(
+                body, state, (jnp.arange(config.max_steps), jax.random.split(k, config.max_steps))
+            )
             return final
 
         final = jax.vmap(one)(batch, jax.random.split(key, config.batch_size))

@@ -1,5 +1,7 @@
 """hnca-env: Hierarchical Neural Cellular Automata as a multi-agent JAX environment suite."""
 
+import importlib as _importlib
+
 from hnca_env import physics, rewards, targets
 from hnca_env.env import (
     SEED_NOISE,
@@ -10,11 +12,8 @@ from hnca_env.env import (
     HNCAEnv,
 )
 from hnca_env.registry import make, register, registered_envs
-from hnca_env.tasks import Task
-
-import importlib as _importlib
-
 from hnca_env.tasks import TASK_MODULES as _TASK_MODULES
+from hnca_env.tasks import Task
 
 for _m in _TASK_MODULES:
     _importlib.import_module(_m)

@@ -52,7 +52,9 @@ def _cmd_info(args) -> int:
         )
     for lvl in env.fixed_rules:
         print(f"  level {lvl!r}: fixed rule")
-    print(f"  fire_rate={params.fire_rate} tau_c={int(params.tau_c)} max_steps={int(params.max_steps_in_episode)}")
+    print(
+        f"  fire_rate={params.fire_rate} tau_c={int(params.tau_c)} max_steps={int(params.max_steps_in_episode)}"
+    )
     print(f"  reward={env.reward!r}")
     return 0
 
@@ -101,8 +103,10 @@ def _cmd_train(args) -> int:
     init, iteration, policy = make_pool_trainer(env, env_params, pool_cfg)
     _atomic_write(os.path.join(args.out, "config.json"), json.dumps(cfg, indent=2).encode())
 
-    print(f"training {cfg['task']} on {env.grid[0]}x{env.grid[1]} ({jax.default_backend()}), "
-          f"{cfg['iterations']} iterations -> {args.out}")
+    print(
+        f"training {cfg['task']} on {env.grid[0]}x{env.grid[1]} ({jax.default_backend()}), "
+        f"{cfg['iterations']} iterations -> {args.out}"
+    )
     state = init(jax.random.key(cfg["seed"]))
     metrics_path = os.path.join(args.out, "metrics.jsonl")
     t0 = time.perf_counter()
@@ -111,8 +115,13 @@ def _cmd_train(args) -> int:
         for i in range(cfg["iterations"]):
             state, m = iteration(state)
             if i % args.log_every == 0 or i == cfg["iterations"] - 1:
-                row = {"iteration": i, "loss": float(m["loss"]), "steps": int(m["steps"]),
-                       "lr": float(m["lr"]), "time": round(time.perf_counter() - t0, 3)}
+                row = {
+                    "iteration": i,
+                    "loss": float(m["loss"]),
+                    "steps": int(m["steps"]),
+                    "lr": float(m["lr"]),
+                    "time": round(time.perf_counter() - t0, 3),
+                }
                 history.append(row)
                 mf.write(json.dumps(row) + "\n")
                 mf.flush()
@@ -129,8 +138,11 @@ def _cmd_train(args) -> int:
     gif = render.write_gif(np.asarray(frames), os.path.join(args.out, "rollout.gif"), fps=20)
     _, final_state = _final_state(env, env_params, act, steps)
     final_loss = float(env.loss(final_state, env_params))
-    summary = {"final_loss": final_loss, "iterations": cfg["iterations"],
-               "train_seconds": round(time.perf_counter() - t0, 1)}
+    summary = {
+        "final_loss": final_loss,
+        "iterations": cfg["iterations"],
+        "train_seconds": round(time.perf_counter() - t0, 1),
+    }
     _atomic_write(os.path.join(args.out, "summary.json"), json.dumps(summary, indent=2).encode())
     _plot_loss(history, os.path.join(args.out, "loss.png"))
     print(f"done: loss after {steps} steps from the seed = {final_loss:.4f}; wrote {metrics_path}, {gif}")

@@ -208,9 +208,7 @@ class HNCAEnv(environment.Environment):
         if self.has_parent:
             h, w = self.grid
             if h % self.cluster or w % self.cluster:
-                raise ValueError(
-                    f"grid {h}x{w} is not divisible by the cluster size {self.cluster}"
-                )
+                raise ValueError(f"grid {h}x{w} is not divisible by the cluster size {self.cluster}")
             self.parent_channels = _positive_int("parent_channels", parent_channels)
             self.signals = _positive_int("signals", signals)
             hidden = self.channels - self.visible
@@ -282,9 +280,7 @@ class HNCAEnv(environment.Environment):
         if level == "cell":
             own = self.channels * (len(self.kernels) if self.cell_obs == "perception" else 9)
             return own + extra
-        own = self.parent_channels * (
-            len(self.parent_kernels) if self.parent_obs == "perception" else 9
-        )
+        own = self.parent_channels * (len(self.parent_kernels) if self.parent_obs == "perception" else 9)
         return own + self.channels + extra
 
     @property
@@ -389,9 +385,19 @@ class HNCAEnv(environment.Environment):
                 raise ValueError(f"fire_rate[{lvl!r}] must be in [0, 1], got {p}")
         checks = [
             ("tau_c", np.asarray(params.tau_c), lambda v: v >= 0, "must be >= 0"),
-            ("max_steps_in_episode", np.asarray(params.max_steps_in_episode), lambda v: v >= 1, "must be >= 1"),
+            (
+                "max_steps_in_episode",
+                np.asarray(params.max_steps_in_episode),
+                lambda v: v >= 1,
+                "must be >= 1",
+            ),
             ("seed", np.asarray(params.seed), lambda v: (v >= 0) & (v <= 2), "must be 0, 1 or 2 (SEED_*)"),
-            ("damage_holes", np.asarray(params.damage_holes), lambda v: (v >= 0) & (v <= self.max_damage_holes), f"must be in [0, max_damage_holes={self.max_damage_holes}]"),
+            (
+                "damage_holes",
+                np.asarray(params.damage_holes),
+                lambda v: (v >= 0) & (v <= self.max_damage_holes),
+                f"must be in [0, max_damage_holes={self.max_damage_holes}]",
+            ),
             ("damage_radius", np.asarray(params.damage_radius), lambda v: np.all(v >= 0), "must be >= 0"),
         ]
         for name, v, ok, msg in checks:
@@ -461,9 +467,7 @@ class HNCAEnv(environment.Environment):
         state_re = self.initial_state(key_reset, params)
         state = jax.tree.map(lambda r, s: jax.lax.select(done, r, s), state_re, state_st)
         # the observation of the selected state: one observation, not a reset one and a step one
-        obs = jax.tree.map(
-            lambda r, s: jax.lax.select(done, r, s), self.get_obs(state_re, params), obs_st
-        )
+        obs = jax.tree.map(lambda r, s: jax.lax.select(done, r, s), self.get_obs(state_re, params), obs_st)
         info = {**info, "terminated": terminated, "truncated": truncated, "final_observation": obs_st}
         return obs, state, reward, terminated, truncated, info
 
@@ -522,9 +526,7 @@ class HNCAEnv(environment.Environment):
         next_state = EnvState(time=t_next, grids=grids)
 
         agent_action = {lvl: action[lvl] for lvl in self.agent_levels}
-        reward = rewards_lib.complete_levels(
-            self, self._reward_fn(state, agent_action, next_state, params)
-        )
+        reward = rewards_lib.complete_levels(self, self._reward_fn(state, agent_action, next_state, params))
         reward = {lvl: reward[lvl] for lvl in self.agent_levels}
         info = {"team_reward": {lvl: jnp.mean(r) for lvl, r in reward.items()}}
         terminated = jnp.asarray(self.task.is_terminated(next_state, params), bool)
@@ -573,7 +575,9 @@ class HNCAEnv(environment.Environment):
         for i, k in enumerate(jax.random.split(key, self.max_damage_holes)):
             kc, kr = jax.random.split(k)
             centre = jax.random.randint(kc, (2,), 0, jnp.array([h, w]))
-            radius = jax.random.uniform(kr, (), minval=params.damage_radius[0], maxval=params.damage_radius[1])
+            radius = jax.random.uniform(
+                kr, (), minval=params.damage_radius[0], maxval=params.damage_radius[1]
+            )
             hole = physics.circle_mask(self.grid, centre, radius) & (i < params.damage_holes)
             keep = keep & ~hole
         keep = keep | ~hit
@@ -652,7 +656,9 @@ class HNCAEnv(environment.Environment):
     def state_space(self, params: EnvParams | None = None) -> LevelDict:
         return LevelDict(
             {
-                lvl: spaces.Box(-jnp.inf, jnp.inf, (*self.grid_shape(lvl), self.state_channels(lvl)), jnp.float32)
+                lvl: spaces.Box(
+                    -jnp.inf, jnp.inf, (*self.grid_shape(lvl), self.state_channels(lvl)), jnp.float32
+                )
                 for lvl in self.levels
             }
         )

@@ -171,9 +171,7 @@ def stochastic_update(
     """
     new = x + delta * mask
     if alive:
-        life = alive_mask(x, alive_threshold, alpha_channel) & alive_mask(
-            new, alive_threshold, alpha_channel
-        )
+        life = alive_mask(x, alive_threshold, alpha_channel) & alive_mask(new, alive_threshold, alpha_channel)
         new = new * life.astype(new.dtype)
     return new
 
@@ -220,9 +218,7 @@ def actuator(
         raise ValueError("signal channels run past the child's channels")
     up = upsample(signal, cluster)
     mixed = multiplex(child[..., signal_start : signal_start + n_sig], up, mode, scale)
-    return jnp.concatenate(
-        [child[..., :signal_start], mixed, child[..., signal_start + n_sig :]], axis=-1
-    )
+    return jnp.concatenate([child[..., :signal_start], mixed, child[..., signal_start + n_sig :]], axis=-1)
 
 
 def circle_mask(shape: tuple[int, int], center: Array, radius: Array) -> Array:

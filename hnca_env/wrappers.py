@@ -36,9 +36,7 @@ class TeamRewardView(GymnaxWrapper):
 
     def __init__(self, env):
         super().__init__(env)
-        self._shapes = {
-            lvl: (*env.grid_shape(lvl), env.action_dim(lvl)) for lvl in env.agent_levels
-        }
+        self._shapes = {lvl: (*env.grid_shape(lvl), env.action_dim(lvl)) for lvl in env.agent_levels}
         self._sizes = {lvl: int(np.prod(s)) for lvl, s in self._shapes.items()}
         self._team_level = env.agent_levels[0]
 

@@ -218,7 +218,9 @@ def test_auto_reset_and_final_observation(grow_env, key):
     chex.assert_trees_all_close(obs, env.get_obs(state, params))
     assert not np.allclose(info["final_observation"]["cell"], obs["cell"])
     # without auto-reset the world keeps going
-    env2, params2 = hnca_env.make("Grow-v0", grid=(16, 16), target_size=10, auto_reset=False, max_steps_in_episode=1)
+    env2, params2 = hnca_env.make(
+        "Grow-v0", grid=(16, 16), target_size=10, auto_reset=False, max_steps_in_episode=1
+    )
     _, s = env2.reset(key, params2)
     _, s, _, _, trunc, info = env2.step(key, s, action, params2)
     assert trunc and int(s.time) == 1 and "final_observation" not in info
@@ -226,8 +228,15 @@ def test_auto_reset_and_final_observation(grow_env, key):
 
 def test_damage_cuts_holes_at_given_steps(key):
     env, params = hnca_env.make(
-        "Grow-v0", grid=(16, 16), target_size=10, seed="state", seed_state=np.ones((16, 16, 16)),
-        damage_times=[2], damage_radius=[3.0, 3.0], fire_rate=0.0, alive=False,
+        "Grow-v0",
+        grid=(16, 16),
+        target_size=10,
+        seed="state",
+        seed_state=np.ones((16, 16, 16)),
+        damage_times=[2],
+        damage_radius=[3.0, 3.0],
+        fire_rate=0.0,
+        alive=False,
     )
     assert params.seed == SEED_STATE
     _, s = env.reset(key, params)
@@ -241,7 +250,9 @@ def test_damage_cuts_holes_at_given_steps(key):
 
 
 def test_clamp(key):
-    env, params = hnca_env.make("Grow-v0", grid=(16, 16), target_size=10, clamp=True, clamp_max=1.5, fire_rate=1.0)
+    env, params = hnca_env.make(
+        "Grow-v0", grid=(16, 16), target_size=10, clamp=True, clamp_max=1.5, fire_rate=1.0
+    )
     _, s = env.reset(key, params)
     _, s, *_ = env.step(key, s, {"cell": jnp.full((16, 16, 16), 5.0)}, params)
     assert float(s.grids["cell"].max()) <= 1.5
@@ -252,7 +263,9 @@ def test_state_grad_through_step(grow_env, key):
     _, s = env.reset(key, params)
 
     def f(cells):
-        _, new, *_ = env.step(key, s.replace(grids={"cell": cells}), {"cell": jnp.zeros((16, 16, 16))}, params)
+        _, new, *_ = env.step(
+            key, s.replace(grids={"cell": cells}), {"cell": jnp.zeros((16, 16, 16))}, params
+        )
         return env.loss(new, params)
 
     g = jax.grad(f)(s.grids["cell"])

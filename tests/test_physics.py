@@ -109,7 +109,9 @@ def test_alive_mask_and_update_match_numpy():
     delta = rng.normal(scale=0.2, size=x.shape).astype(np.float32)
     mask = (rng.random((9, 7, 1)) < 0.5).astype(np.float32)
     np.testing.assert_array_equal(np.asarray(physics.alive_mask(jnp.asarray(x)))[..., 0], np_alive(x))
-    got = np.asarray(physics.stochastic_update(jnp.asarray(x), jnp.asarray(delta), jnp.asarray(mask), alive=True))
+    got = np.asarray(
+        physics.stochastic_update(jnp.asarray(x), jnp.asarray(delta), jnp.asarray(mask), alive=True)
+    )
     new = x.astype(np.float64) + delta * mask
     want = new * (np_alive(x) & np_alive(new))[..., None]
     np.testing.assert_allclose(got, want, atol=1e-6)

@@ -32,7 +32,9 @@ def test_register_and_make_custom():
 
 
 def test_overrides_split_between_constructor_and_params():
-    env, params = hnca_env.make("HNCA-Grow-v0", grid=(16, 16), tau_c=5, fire_rate={"parent": 0.25}, target="ring")
+    env, params = hnca_env.make(
+        "HNCA-Grow-v0", grid=(16, 16), tau_c=5, fire_rate={"parent": 0.25}, target="ring"
+    )
     assert env.grid == (16, 16) and int(params.tau_c) == 5
     assert params.fire_rate == {"cell": 0.5, "parent": 0.25}
     assert params.target.shape == (16, 16, 3)
@@ -78,7 +80,9 @@ def test_structural_errors():
 def test_bad_actions_and_params_at_call_time(grow_env, key):
     env, params = grow_env
     _, state = env.reset(key, params)
-    with pytest.raises(ValueError, match=r"action\['cell'\] has shape \(16, 16, 3\), expected \(16, 16, 16\)"):
+    with pytest.raises(
+        ValueError, match=r"action\['cell'\] has shape \(16, 16, 3\), expected \(16, 16, 16\)"
+    ):
         env.step(key, state, {"cell": jnp.zeros((16, 16, 3))}, params)
     with pytest.raises(TypeError, match="must be floating point"):
         env.step(key, state, {"cell": jnp.zeros((16, 16, 16), jnp.int32)}, params)

@@ -84,7 +84,9 @@ def test_dict_agent_view(key):
     assert "__all__" in dones and rewards["cell_0_0"].shape == ()
     # same numbers as the array API
     _, s0 = env.reset(key, params)
-    arr = env.step(key, s0, {lvl: jnp.zeros((*env.grid_shape(lvl), env.action_dim(lvl))) for lvl in env.levels}, params)
+    arr = env.step(
+        key, s0, {lvl: jnp.zeros((*env.grid_shape(lvl), env.action_dim(lvl))) for lvl in env.levels}, params
+    )
     np.testing.assert_allclose(rewards["cell_2_7"], arr[2]["cell"][2, 7])
     with pytest.raises(ValueError, match="exceeds max_agents"):
         DictAgentView(env, max_agents=10)
