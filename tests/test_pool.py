@@ -1,0 +1,81 @@
+"""The gradient pool trainer: re-seeding, damage, learning, config errors."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import hnca_env
+from agents.pool import PoolConfig, damage_discs, make_pool_trainer
+
+
+def test_damage_discs_zero_one_disc_per_sample():
+    cells = jnp.ones((3, 20, 20, 4))
+    out = np.asarray(damage_discs(jax.random.key(0), cells))
+    for i in range(3):
+        zero = (out[i] == 0).all(-1)
+        assert 0 < zero.sum() < 400
+        assert ((out[i] == 0) | (out[i] == 1)).all()
+        ys, xs = np.nonzero(zero)
+        assert 5 <= ys.mean() <= 15 and 5 <= xs.mean() <= 15  # centre in the middle half
+
+
+def test_worst_sample_reseeded_and_best_damaged():
+    env, params = hnca_env.make("Grow-v0", grid=(12, 12), target_size=8, fire_rate=0.0)
+    cfg = PoolConfig(pool_size=4, batch_size=4, min_steps=1, max_steps=1, damage=1, hidden={"cell": 8})
+    init, iteration, _ = make_pool_trainer(env, params, cfg)
+    state = init(jax.random.key(0))
+    # known pool: constant fields 1..4 (all alive); loss grows with the constant
+    levels = jnp.arange(1.0, 5.0)
+    cells = jnp.ones((4, 12, 12, 16)) * levels[:, None, None, None]
+    state = state.replace(pool=state.pool.replace(grids={"cell": cells}))
+    state, m = iteration(state)
+    new = np.asarray(state.pool.grids["cell"])
+    seed = np.asarray(env.initial_state(jax.random.key(0), params).grids["cell"])
+    np.testing.assert_array_equal(new[3], seed)  # worst (4.0) replaced by the seed
+    np.testing.assert_array_equal(new[1], np.full((12, 12, 16), 2.0))  # middle ones untouched
+    np.testing.assert_array_equal(new[2], np.full((12, 12, 16), 3.0))
+    hole = (new[0] == 0).all(-1)
+    assert hole.any() and np.all(new[0][~hole] == 1.0)  # best (1.0) damaged
+    assert int(state.iteration) == 1
+
+
+def test_few_iterations_lower_the_loss():
+    env, params = hnca_env.make("Grow-v0", grid=(16, 16), target="disc", target_size=10)
+    cfg = PoolConfig(pool_size=32, batch_size=4, min_steps=8, max_steps=12, lr=3e-3, hidden={"cell": 32})
+    init, iteration, apply = make_pool_trainer(env, params, cfg)
+    state = init(jax.random.key(0))
+
+    def eval_loss(pp):
+        def body(carry, k):
+            obs, st = carry
+            obs, st, *_ = env.step_env(k, st, apply(pp, obs), params)
+            return (obs, st), None
+
+        obs, st = env.reset_env(jax.random.key(1), params)
+        (_, st), _ = jax.lax.scan(body, (obs, st), jax.random.split(jax.random.key(2), 12))
+        return env.loss(st, params)
+
+    before = float(eval_loss(state.params))
+    losses = []
+    for _ in range(40):
+        state, m = iteration(state)
+        losses.append(float(m["loss"]))
+    assert np.all(np.isfinite(losses))
+    assert float(eval_loss(state.params)) < 0.8 * before
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(batch_size=0), "batch_size must be a positive integer"),
+        (dict(pool_size=4, batch_size=8), "exceeds pool_size"),
+        (dict(min_steps=10, max_steps=5), "min_steps=10 exceeds max_steps=5"),
+        (dict(grad="adamw"), "grad must be one of"),
+        (dict(damage=8), "damage must be in"),
+        (dict(lr=0.0), "learning rates must be positive"),
+    ],
+)
+def test_config_rejects_bad_values(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        PoolConfig(**kwargs)
