@@ -2,13 +2,15 @@
 
 One command measures, vmapped over ``W`` worlds and for each grid size:
 
-- ``env_gnca`` / ``env_gnca_noar``: ``Grow-v0`` (Growing-NCA mode), one ``reset`` then a
-  jitted ``lax.scan`` of ``T`` steps of ``jax.vmap(env.step)`` with zero actions, with the
-  gymnax-style auto-reset on (the default) and off (``make(id, auto_reset=False)``).
+- ``reset_gnca`` / ``reset_hnca``: ``jax.vmap(env.reset)`` (jitted); its output is the start
+  state of the step benchmarks below.
+- ``env_gnca`` / ``env_gnca_noar``: ``Grow-v0`` (Growing-NCA mode), a jitted ``lax.scan`` of
+  ``T`` steps of ``jax.vmap(env.step)`` with zero actions, with the gymnax-style auto-reset on
+  (the default) and off (``make(id, auto_reset=False)``).
 - ``env_hnca`` / ``env_hnca_noar``: the same for ``HNCA-Grow-v0`` (two levels, ``tau_c=0`` so
   the coordinators run from the first step).
 - ``policy_gnca``: a full rollout on ``Grow-v0``: ``make_policy(env)`` (per-cell MLP
-  48 -> 128 -> 16 shared by all cells), then ``env.step``, ``T`` times.
+  48 -> 128 -> 16 shared by all cells) on the observation, then ``env.step``, ``T`` times.
 - ``ref_conv`` / ``ref_slices``: a plain-JAX Growing-NCA step written here (16 channels,
   identity + Sobel/8 perception, MLP 48 -> 128 -> 16, fire rate 0.5, alive masking before
   and after), with perception as a depthwise ``lax.conv_general_dilated`` on circularly
@@ -30,7 +32,7 @@ over 64 worlds.
 Usage::
 
     python benchmarks/throughput.py                 # full run, ~10 min on a 2-core CPU
-    python benchmarks/throughput.py --quick         # smoke test, seconds
+    python benchmarks/throughput.py --quick         # smoke test, about a minute
     python benchmarks/throughput.py --worlds 1 64 --grids 32 --out /tmp/tp.json
 """
 
@@ -70,12 +72,26 @@ BENCHES: tuple[str, ...] = (
     "ref_slices",
 )
 
+#: Timed resets, one per env id; their output is the start state of the step benchmarks.
+RESETS: tuple[str, ...] = ("reset_gnca", "reset_hnca")
+RESET_ENV = {"reset_gnca": "Grow-v0", "reset_hnca": "HNCA-Grow-v0"}
+#: The reset whose state each step benchmark starts from.
+NEEDS_RESET = {
+    "env_gnca": "reset_gnca",
+    "env_gnca_noar": "reset_gnca",
+    "policy_gnca": "reset_gnca",
+    "env_hnca": "reset_hnca",
+    "env_hnca_noar": "reset_hnca",
+}
+
 BENCH_HELP = {
-    "env_gnca": "Grow-v0 reset + T x vmap(env.step), zero actions, auto-reset on",
+    "reset_gnca": "Grow-v0 jax.vmap(env.reset), jitted",
+    "reset_hnca": "HNCA-Grow-v0 (tau_c=0) jax.vmap(env.reset), jitted",
+    "env_gnca": "Grow-v0 T x vmap(env.step) from the reset state, zero actions, auto-reset on",
     "env_gnca_noar": "Grow-v0, auto_reset=False",
-    "env_hnca": "HNCA-Grow-v0 (tau_c=0) reset + T x vmap(env.step), zero actions, auto-reset on",
+    "env_hnca": "HNCA-Grow-v0 (tau_c=0) T x vmap(env.step), zero actions, auto-reset on",
     "env_hnca_noar": "HNCA-Grow-v0 (tau_c=0), auto_reset=False",
-    "policy_gnca": "Grow-v0 reset + T x (make_policy MLP 48-128-16 + env.step)",
+    "policy_gnca": "Grow-v0 T x (make_policy MLP 48-128-16 + env.step), auto-reset on",
     "ref_conv": "plain-JAX Growing-NCA step, depthwise lax.conv perception",
     "ref_slices": "plain-JAX Growing-NCA step, shifted-slice perception",
 }
@@ -85,12 +101,13 @@ DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "throughput.json"
 
 # ---------------------------------------------------------------------------------------- timing
 def time_compiled(
-    fn: Callable[..., Any], args: Sequence[Any], runs: int, mem_limit_bytes: float
+    fn: Callable[..., Any], args: Sequence[Any], runs: int, mem_limit_bytes: float, keep_output: bool = False
 ) -> dict[str, Any]:
     """Compile ``jax.jit(fn)`` for ``args``, then time it (median of ``runs`` after one warm-up).
 
-    Returns compile time, the memory XLA assigned to the program, and the run times; when the
-    program needs more than ``mem_limit_bytes`` it is not run and ``skipped`` says why.
+    Returns compile time, the memory XLA assigned to the program, the run times and, with
+    ``keep_output``, the last output; when the program needs more than ``mem_limit_bytes`` it
+    is not run and ``skipped`` says why.
     """
     t0 = time.perf_counter()
     compiled = jax.jit(fn).lower(*args).compile()
@@ -102,12 +119,16 @@ def time_compiled(
         return out
     jax.block_until_ready(compiled(*args))  # warm-up: first-call allocation, caches
     times = []
+    result = None
     for _ in range(runs):
+        del result  # free the previous output before the next run
         t0 = time.perf_counter()
-        jax.block_until_ready(compiled(*args))
+        result = jax.block_until_ready(compiled(*args))
         times.append(time.perf_counter() - t0)
     out["runs_s"] = times
     out["median_s"] = statistics.median(times)
+    if keep_output:
+        out["output"] = result
     return out
 
 
@@ -125,22 +146,53 @@ def _program_bytes(compiled: Any) -> float | None:
 
 
 # ---------------------------------------------------------------------------------------- env programs
-def env_program(env_id: str, grid: int, worlds: int, steps: int, auto_reset: bool, policy: bool):
-    """``(fn, args)``: reset ``worlds`` worlds, then scan ``steps`` vmapped steps.
-
-    Observations and states are carried through the scan and returned, so nothing the env
-    computes is dead code. Zero actions are a traced scalar broadcast (not a constant XLA
-    could fold away); with ``policy`` the actions come from the shared per-level MLP.
-    """
+def make_env(env_id: str, grid: int, auto_reset: bool = True) -> tuple[Any, Any]:
+    """``(env, params)`` of a benchmark env (HNCA-Grow-v0 with ``tau_c=0``: coordinators from step 1)."""
     overrides: dict[str, Any] = {"grid": (grid, grid)}
     if env_id == "HNCA-Grow-v0":
         overrides["tau_c"] = 0
     if not auto_reset:
         overrides["auto_reset"] = False
-    env, params = hnca_env.make(env_id, **overrides)
+    return hnca_env.make(env_id, **overrides)
+
+
+#: ``(env_id, grid, worlds) -> (obs, state)`` from the timed reset, reused by the step programs.
+_RESET_CACHE: dict[tuple[str, int, int], Any] = {}
+
+
+def reset_program(env_id: str, grid: int, worlds: int):
+    """``(fn, args)``: ``jax.vmap(env.reset)`` of ``worlds`` worlds."""
+    env, params = make_env(env_id, grid)
+
+    def run(keys, env_params):
+        return jax.vmap(env.reset, in_axes=(0, None))(keys, env_params)
+
+    return run, (jax.random.split(jax.random.key(0), worlds), params)
+
+
+def reset_batch(env_id: str, grid: int, worlds: int, runs: int, mem_limit: float) -> dict[str, Any]:
+    """Time the vmapped reset of one configuration and keep its ``(obs, state)`` for the steps."""
+    fn, args = reset_program(env_id, grid, worlds)
+    res = time_compiled(fn, args, runs, mem_limit, keep_output=True)
+    if "output" in res:
+        _RESET_CACHE[(env_id, grid, worlds)] = res.pop("output")
+    return res
+
+
+def env_program(env_id: str, grid: int, worlds: int, steps: int, auto_reset: bool, policy: bool):
+    """``(fn, args)``: scan ``steps`` vmapped ``env.step`` from the reset ``(obs, state)``.
+
+    Observations and states are carried through the scan and returned, so nothing the env
+    computes is dead code. Zero actions are a traced scalar broadcast (not a constant XLA
+    could fold away); with ``policy`` the actions come from the shared per-level MLP.
+    """
+    env, params = make_env(env_id, grid, auto_reset)
     shapes = {lvl: (*env.grid_shape(lvl), env.action_dim(lvl)) for lvl in env.agent_levels}
-    v_reset = jax.vmap(env.reset, in_axes=(0, None))
     v_step = jax.vmap(env.step, in_axes=(0, 0, 0, None))
+    if (env_id, grid, worlds) not in _RESET_CACHE:
+        fn, args = reset_program(env_id, grid, worlds)
+        _RESET_CACHE[(env_id, grid, worlds)] = jax.jit(fn)(*args)
+    obs0, state0 = _RESET_CACHE[(env_id, grid, worlds)]
 
     if policy:
         init, apply = make_policy(env)
@@ -157,20 +209,17 @@ def env_program(env_id: str, grid: int, worlds: int, steps: int, auto_reset: boo
             del obs
             return {lvl: jnp.broadcast_to(extra, (worlds, *s)) for lvl, s in shapes.items()}
 
-    def run(key, env_params, extra):
-        k_reset, k_steps = jax.random.split(key)
-        obs, state = v_reset(jax.random.split(k_reset, worlds), env_params)
-
+    def run(obs, state, key, env_params, extra):
         def body(carry, k):
             obs, state = carry
             action = act(extra, obs)
             obs, state, reward, _, _, _ = v_step(jax.random.split(k, worlds), state, action, env_params)
             return (obs, state), reward["cell"].mean()
 
-        (obs, state), rewards = jax.lax.scan(body, (obs, state), jax.random.split(k_steps, steps))
+        (obs, state), rewards = jax.lax.scan(body, (obs, state), jax.random.split(key, steps))
         return obs, state, rewards
 
-    return run, (jax.random.key(0), params, pparams)
+    return run, (obs0, state0, jax.random.key(0), params, pparams)
 
 
 # ---------------------------------------------------------------------------------------- reference NCA
@@ -243,7 +292,7 @@ def ref_step(weights: dict[str, Array], x: Array, key: Array, perceive: Callable
 
 
 def ref_program(grid: int, worlds: int, steps: int, mode: str):
-    """``(fn, args)``: seed ``worlds`` single-cell worlds, then scan ``steps`` reference steps."""
+    """``(fn, args)``: scan ``steps`` reference steps from ``worlds`` single-cell seeds."""
     kernels = ref_kernels()
     if mode == "conv":
 
@@ -263,17 +312,17 @@ def ref_program(grid: int, worlds: int, steps: int, mode: str):
         "w2": jax.random.normal(k2, (REF_HIDDEN, REF_CHANNELS)) * 1e-3,
     }
 
-    def run(key, weights):
-        x = jnp.zeros((worlds, grid, grid, REF_CHANNELS), jnp.float32)
-        x = x.at[:, grid // 2, grid // 2, 3:].set(1.0)
+    x0 = jnp.zeros((worlds, grid, grid, REF_CHANNELS), jnp.float32)
+    x0 = x0.at[:, grid // 2, grid // 2, 3:].set(1.0)
 
+    def run(x, key, weights):
         def body(x, k):
             return ref_step(weights, x, k, perceive), None
 
         x, _ = jax.lax.scan(body, x, jax.random.split(key, steps))
         return x
 
-    return run, (jax.random.key(0), weights)
+    return run, (x0, jax.random.key(0), weights)
 
 
 def build(bench: str, grid: int, worlds: int, steps: int):
@@ -354,7 +403,7 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def report(results: list[dict[str, Any]], perception: list[dict[str, Any]]) -> str:
-    """Markdown tables: throughput (M cell updates/s) with ratios, compile times, perception."""
+    """Markdown tables: step throughput with ratios, reset times, compile times, perception."""
     configs = sorted({(r["grid"], r["worlds"]) for r in results})
     by = {(r["bench"], r["grid"], r["worlds"]): r for r in results}
     head = [
@@ -372,10 +421,10 @@ def report(results: list[dict[str, Any]], perception: list[dict[str, Any]]) -> s
         "ref slices",
         "conv/slices",
     ]
-    rows, crows = [], []
+    rows, rrows, crows = [], [], []
     for grid, worlds in configs:
-        g = {b: by.get((b, grid, worlds)) for b in BENCHES}
-        steps = next(r["steps"] for r in g.values() if r is not None)
+        g = {b: by.get((b, grid, worlds)) for b in (*RESETS, *BENCHES)}
+        steps = next((g[b]["steps"] for b in BENCHES if g[b] is not None), "-")
         rows.append(
             [
                 f"{grid}x{grid}",
@@ -393,22 +442,35 @@ def report(results: list[dict[str, Any]], perception: list[dict[str, Any]]) -> s
                 fmt_ratio(g["ref_conv"], g["ref_slices"]),
             ]
         )
+        rrows.append(
+            [f"{grid}x{grid}", str(worlds)]
+            + [
+                "-" if g[b] is None else "skip" if "median_s" not in g[b] else f"{g[b]['median_s'] * 1e3:.2f}"
+                for b in RESETS
+            ]
+            + [fmt_rate(g[b]) for b in RESETS]
+        )
         crows.append(
             [f"{grid}x{grid}", str(worlds)]
             + [
                 "-" if g[b] is None or "compile_s" not in g[b] else f"{g[b]['compile_s']:.1f}"
-                for b in BENCHES
+                for b in (*RESETS, *BENCHES)
             ]
         )
     out = [
-        "Throughput, million cell-agent updates per second (W * H * W_grid * T / median time).",
-        "AR cost = time with auto-reset / time without; conv/slices = reference conv time / slices time.",
+        "Step throughput, million cell-agent updates per second (W * H * W_grid * T / median time",
+        "of T vmapped steps; child cells only for HNCA). AR cost = time with auto-reset / time",
+        "without; conv/slices = reference time with lax.conv perception / with shifted slices.",
         "",
         markdown_table(head, rows),
         "",
+        "Reset (jax.vmap(env.reset), jitted): median ms, and million cells per second:",
+        "",
+        markdown_table(["grid", "W", "GNCA ms", "HNCA ms", "GNCA M/s", "HNCA M/s"], rrows),
+        "",
         "Compile time, seconds:",
         "",
-        markdown_table(["grid", "W", *BENCHES], crows),
+        markdown_table(["grid", "W", *RESETS, *BENCHES], crows),
     ]
     if perception:
         prow = [
@@ -430,10 +492,13 @@ def report(results: list[dict[str, Any]], perception: list[dict[str, Any]]) -> s
                 ["kernels", "shape", "perceive (slices)", "perceive_conv", "conv/slices", "max |diff|"], prow
             ),
         ]
-    skipped = [r for r in results if "skipped" in r]
+    skipped: dict[tuple[int, int, str], list[str]] = {}
+    for r in results:
+        if "skipped" in r:
+            skipped.setdefault((r["grid"], r["worlds"], r["skipped"]), []).append(r["bench"])
     if skipped:
         out += ["", "Skipped:"] + [
-            f"- {r['bench']} W={r['worlds']} {r['grid']}x{r['grid']}: {r['skipped']}" for r in skipped
+            f"- W={w} {g}x{g} ({', '.join(benches)}): {why}" for (g, w, why), benches in skipped.items()
         ]
     return "\n".join(out)
 
@@ -475,7 +540,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--steps", type=int, default=16, help="scan length T for small configurations (default 16)"
     )
-    p.add_argument("--min-steps", type=int, default=2, help="smallest T for big configurations (default 2)")
+    p.add_argument("--min-steps", type=int, default=1, help="smallest T for big configurations (default 1)")
     p.add_argument(
         "--budget",
         type=int,
@@ -522,30 +587,37 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         for worlds in args.worlds:
             cells = worlds * grid * grid
             steps = steps_for(cells, args.steps, args.min_steps, args.budget)
-            for bench in args.benches:
-                row: dict[str, Any] = {"bench": bench, "grid": grid, "worlds": worlds, "steps": steps}
+            resets = [r for r in RESETS if any(NEEDS_RESET.get(b) == r for b in args.benches)]
+            for bench in (*resets, *args.benches):
+                is_reset = bench in RESETS
+                row: dict[str, Any] = {
+                    "bench": bench,
+                    "grid": grid,
+                    "worlds": worlds,
+                    "steps": 1 if is_reset else steps,
+                }
                 if args.max_cells and cells > args.max_cells:
                     row["skipped"] = (
-                        f"{cells} cells per step > --max-cells {args.max_cells} (dropped to keep the "
-                        "default run short; pass --max-cells 0 to include it)"
+                        f"{cells} cells per step > --max-cells {args.max_cells}, dropped to keep the "
+                        "default run near 10 minutes (pass --max-cells 0 to include it)"
                     )
-                    print(f"{bench:14s} {grid:3d}x{grid:<3d} W={worlds:<5d} SKIPPED ({row['skipped']})")
-                    results.append(row)
-                    continue
-                fn, fargs = build(bench, grid, worlds, steps)
-                row.update(time_compiled(fn, fargs, args.runs, mem_limit))
+                elif is_reset:
+                    row.update(reset_batch(RESET_ENV[bench], grid, worlds, args.runs, mem_limit))
+                else:
+                    fn, fargs = build(bench, grid, worlds, steps)
+                    row.update(time_compiled(fn, fargs, args.runs, mem_limit))
+                    del fn, fargs
                 if "median_s" in row:
-                    row["updates_per_s"] = cells * steps / row["median_s"]
+                    row["updates_per_s"] = cells * row["steps"] / row["median_s"]
                     msg = f"{row['updates_per_s'] / 1e6:9.2f} M upd/s  median {row['median_s'] * 1e3:9.1f} ms"
+                    msg = f"compile {row['compile_s']:5.1f} s  {msg}"
                 else:
                     msg = f"SKIPPED ({row['skipped']})"
                 print(
-                    f"{bench:14s} {grid:3d}x{grid:<3d} W={worlds:<5d} T={steps:<3d} "
-                    f"compile {row['compile_s']:5.1f} s  {msg}",
-                    flush=True,
+                    f"{bench:14s} {grid:3d}x{grid:<3d} W={worlds:<5d} T={row['steps']:<3d} {msg}", flush=True
                 )
                 results.append(row)
-                del fn, fargs
+            _RESET_CACHE.clear()
     perception = []
     if not args.no_perception:
         pw, pg = (4, 16) if args.quick else (64, 64)
