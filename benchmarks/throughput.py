@@ -120,16 +120,25 @@ def time_compiled(
     jax.block_until_ready(compiled(*args))  # warm-up: first-call allocation, caches
     times = []
     result = None
+    cpu0, wall0 = _cpu_seconds(), time.perf_counter()
     for _ in range(runs):
         del result  # free the previous output before the next run
         t0 = time.perf_counter()
         result = jax.block_until_ready(compiled(*args))
         times.append(time.perf_counter() - t0)
+    # CPU seconds this process used per wall second while timed: near the core count when it
+    # had the machine to itself, lower when something else competed for the cores.
+    out["cpu_per_wall"] = (_cpu_seconds() - cpu0) / (time.perf_counter() - wall0)
     out["runs_s"] = times
     out["median_s"] = statistics.median(times)
     if keep_output:
         out["output"] = result
     return out
+
+
+def _cpu_seconds() -> float:
+    t = os.times()
+    return t.user + t.system
 
 
 def _program_bytes(compiled: Any) -> float | None:
@@ -610,7 +619,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 if "median_s" in row:
                     row["updates_per_s"] = cells * row["steps"] / row["median_s"]
                     msg = f"{row['updates_per_s'] / 1e6:9.2f} M upd/s  median {row['median_s'] * 1e3:9.1f} ms"
-                    msg = f"compile {row['compile_s']:5.1f} s  {msg}"
+                    msg = f"compile {row['compile_s']:5.1f} s  {msg}  cpu/wall {row['cpu_per_wall']:.2f}"
                 else:
                     msg = f"SKIPPED ({row['skipped']})"
                 print(
