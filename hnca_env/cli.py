@@ -78,6 +78,7 @@ def _cmd_train(args) -> int:
     import hnca_env
     from agents.pool import PoolConfig, make_pool_trainer
     from hnca_env import render
+    from hnca_env.rollout import rollout
 
     if args.agent != "pool":
         print(f"hnca train: agent {args.agent!r} is not available yet (only 'pool')", file=sys.stderr)
@@ -136,7 +137,7 @@ def _cmd_train(args) -> int:
     steps = 2 * cfg["max_steps"]
     frames = render.rollout_frames(env, act, jax.random.key(1), env_params, steps=steps, scale=4, target=True)
     gif = render.write_gif(np.asarray(frames), os.path.join(args.out, "rollout.gif"), fps=20)
-    _, final_state = _final_state(env, env_params, act, steps)
+    _, final_state, _ = jax.jit(lambda k: rollout(env, act, k, env_params, steps))(jax.random.key(2))
     final_loss = float(env.loss(final_state, env_params))
     summary = {
         "final_loss": final_loss,
@@ -147,23 +148,6 @@ def _cmd_train(args) -> int:
     _plot_loss(history, os.path.join(args.out, "loss.png"))
     print(f"done: loss after {steps} steps from the seed = {final_loss:.4f}; wrote {metrics_path}, {gif}")
     return 0
-
-
-def _final_state(env, params, act, steps):
-    import jax
-
-    @jax.jit
-    def run(key):
-        obs, state = env.reset_env(key, params)
-
-        def body(carry, k):
-            obs, st = carry
-            obs, st, *_ = env.step_env(k, st, act(k, obs), params)
-            return (obs, st), None
-
-        return jax.lax.scan(body, (obs, state), jax.random.split(key, steps))[0]
-
-    return run(jax.random.key(2))
 
 
 def _plot_loss(history, path) -> None:

@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hnca_env.rollout import rollout
+
 Array = jax.Array
 
 
@@ -71,28 +73,16 @@ def rollout_frames(
 ) -> Array:
     """Roll one world for ``steps`` with ``policy(key, obs) -> action`` and render each state.
 
-    Returns uint8 ``(steps + 1, H', W', 3)``; the first frame is the start state. Runs as one
-    ``lax.scan`` under ``jit`` with ``step_env`` (no auto-reset).
+    Returns uint8 ``(steps + 1, H', W', 3)``; the first frame is the start state. One jitted
+    :func:`hnca_env.rollout.rollout` (no auto-reset).
     """
     params = env.default_params if params is None else params
 
     @jax.jit
     def run(key, state):
-        key, k0 = jax.random.split(key)
-        if state is None:
-            obs, state = env.reset_env(k0, params)
-        else:
-            obs = env.get_obs(state, params)
-
-        def body(carry, k):
-            obs, st = carry
-            ka, ks = jax.random.split(k)
-            obs, st, *_ = env.step_env(ks, st, policy(ka, obs), params)
-            return (obs, st), render(env, st, params, **render_kwargs)
-
-        first = render(env, state, params, **render_kwargs)
-        _, frames = jax.lax.scan(body, (obs, state), jax.random.split(key, steps))
-        return jnp.concatenate([first[None], frames])
+        return rollout(
+            env, policy, key, params, steps, state, lambda s: render(env, s, params, **render_kwargs)
+        )[2]
 
     return run(key, state)
 

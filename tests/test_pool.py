@@ -7,6 +7,7 @@ import pytest
 
 import hnca_env
 from agents.pool import PoolConfig, damage_discs, make_pool_trainer
+from hnca_env.rollout import rollout
 
 
 def test_damage_discs_zero_one_disc_per_sample():
@@ -47,13 +48,7 @@ def test_few_iterations_lower_the_loss():
     state = init(jax.random.key(0))
 
     def eval_loss(pp):
-        def body(carry, k):
-            obs, st = carry
-            obs, st, *_ = env.step_env(k, st, apply(pp, obs), params)
-            return (obs, st), None
-
-        obs, st = env.reset_env(jax.random.key(1), params)
-        (_, st), _ = jax.lax.scan(body, (obs, st), jax.random.split(jax.random.key(2), 12))
+        _, st, _ = rollout(env, lambda k, obs: apply(pp, obs), jax.random.key(1), params, steps=12)
         return env.loss(st, params)
 
     before = float(eval_loss(state.params))
