@@ -127,7 +127,7 @@ def make_pool_trainer(env, env_params, config: PoolConfig = PoolConfig()):
             t, k = xs
             obs = env.get_obs(state, env_params)
             action = p_apply(params, obs)
-            _, new, *_ = env.step_env(k, state, action, env_params)
+            new, *_ = env.transition(k, state, action, env_params)
             keep = t < n_steps
             return jax.tree.map(lambda a, b: jnp.where(keep, a, b), new, state), None
 

@@ -155,7 +155,7 @@ class HNCAEnv(environment.Environment):
       auto_reset: reset finished worlds inside ``step`` (gymnax behaviour).
       clamp: clip states to ``[clamp_min, clamp_max]`` after each step.
       max_damage_holes: static upper bound of ``params.damage_holes``.
-      max_damage_events: length of ``params.damage_times``.
+      max_damage_events: length of ``params.damage_times``; 0 (default) compiles no damage.
       default_overrides: numbers for ``default_params`` (e.g. ``tau_c=100``).
     """
 
@@ -184,7 +184,7 @@ class HNCAEnv(environment.Environment):
         auto_reset: bool = True,
         clamp: bool = False,
         max_damage_holes: int = 1,
-        max_damage_events: int = 4,
+        max_damage_events: int = 0,
         default_overrides: Mapping[str, Any] | None = None,
         name: str = "HNCA",
     ):
@@ -249,7 +249,13 @@ class HNCAEnv(environment.Environment):
         self.auto_reset = bool(auto_reset)
         self.clamp = bool(clamp)
         self.max_damage_holes = _positive_int("max_damage_holes", max_damage_holes)
-        self.max_damage_events = _positive_int("max_damage_events", max_damage_events)
+        if (
+            isinstance(max_damage_events, bool)
+            or not isinstance(max_damage_events, int)
+            or max_damage_events < 0
+        ):
+            raise ValueError(f"max_damage_events must be an integer >= 0, got {max_damage_events!r}")
+        self.max_damage_events = max_damage_events
         self._name = name
         self._default_params = self._build_default_params(dict(default_overrides or {}))
         self.check_params(self._default_params)
@@ -339,7 +345,8 @@ class HNCAEnv(environment.Environment):
             dt = jnp.atleast_1d(overrides["damage_times"]).astype(jnp.int32)
             if dt.shape[-1] > self.max_damage_events:
                 raise ValueError(
-                    f"{dt.shape[-1]} damage_times exceed max_damage_events={self.max_damage_events}"
+                    f"{dt.shape[-1]} damage_times exceed max_damage_events={self.max_damage_events}: "
+                    f"build the env with max_damage_events>={dt.shape[-1]} (a constructor option)"
                 )
             fill = -jnp.ones((*dt.shape[:-1], self.max_damage_events - dt.shape[-1]), jnp.int32)
             overrides["damage_times"] = jnp.concatenate([dt, fill], -1)
@@ -458,18 +465,19 @@ class HNCAEnv(environment.Environment):
     @partial(jax.jit, static_argnames=("self",))
     def _step_jit(self, key, state, action, params):
         key_step, key_reset = jax.random.split(key)
-        obs_st, state_st, reward, terminated, info = self.step_env(key_step, state, action, params)
+        state_st, reward, terminated, info = self.transition(key_step, state, action, params)
         truncated = self.is_truncated(state_st, params)
+        info = {**info, "terminated": terminated, "truncated": truncated}
         if not self.auto_reset:
-            info = {**info, "terminated": terminated, "truncated": truncated}
-            return obs_st, state_st, reward, terminated, truncated, info
+            return self.get_obs(state_st, params), state_st, reward, terminated, truncated, info
         done = jnp.logical_or(terminated, truncated)
         state_re = self.initial_state(key_reset, params)
         state = jax.tree.map(lambda r, s: jax.lax.select(done, r, s), state_re, state_st)
-        # the observation of the selected state: one observation, not a reset one and a step one
-        obs = jax.tree.map(lambda r, s: jax.lax.select(done, r, s), self.get_obs(state_re, params), obs_st)
-        info = {**info, "terminated": terminated, "truncated": truncated, "final_observation": obs_st}
-        return obs, state, reward, terminated, truncated, info
+        # One observation, of the selected state. The pre-reset one is only computed for
+        # info["final_observation"], and XLA drops it when the caller does not use it: so
+        # auto-reset costs a seed and a select, not a second observation (benchmarks/).
+        info["final_observation"] = self.get_obs(state_st, params)
+        return self.get_obs(state, params), state, reward, terminated, truncated, info
 
     # ------------------------------------------------------------------ gymnax hooks
     def initial_state(self, key: Array, params: EnvParams) -> EnvState:
@@ -503,6 +511,11 @@ class HNCAEnv(environment.Environment):
         For trainers that manage episodes themselves (the pool trainer); ``action`` must be
         valid (see :meth:`check_action`).
         """
+        next_state, reward, terminated, info = self.transition(key, state, action, params)
+        return self.get_obs(next_state, params), next_state, reward, terminated, info
+
+    def transition(self, key, state, action, params):
+        """The dynamics without observations: ``(next_state, reward, terminated, info)``."""
         k_cell, k_parent, k_rules, k_damage = jax.random.split(key, 4)
         action = dict(action)
         if self.fixed_rules:
@@ -520,7 +533,8 @@ class HNCAEnv(environment.Environment):
         t_next = state.time + 1
         if self.has_parent:
             grids = self._parent_step(k_parent, state, cells, action["parent"], t_next, params)
-        grids["cell"] = self._damage(k_damage, grids["cell"], t_next, params)
+        if self.max_damage_events:
+            grids["cell"] = self._damage(k_damage, grids["cell"], t_next, params)
         if self.clamp:
             grids = {k: jnp.clip(v, params.clamp_min, params.clamp_max) for k, v in grids.items()}
         next_state = EnvState(time=t_next, grids=grids)
@@ -530,7 +544,7 @@ class HNCAEnv(environment.Environment):
         reward = {lvl: reward[lvl] for lvl in self.agent_levels}
         info = {"team_reward": {lvl: jnp.mean(r) for lvl, r in reward.items()}}
         terminated = jnp.asarray(self.task.is_terminated(next_state, params), bool)
-        return self.get_obs(next_state, params), next_state, reward, terminated, info
+        return next_state, reward, terminated, info
 
     def _first_parent_state(self, cells: Array) -> Array:
         """First coordinator state: the sensor output in the first C channels, zeros after."""

@@ -234,6 +234,7 @@ def test_damage_cuts_holes_at_given_steps(key):
         seed="state",
         seed_state=np.ones((16, 16, 16)),
         damage_times=[2],
+        max_damage_events=2,
         damage_radius=[3.0, 3.0],
         fire_rate=0.0,
         alive=False,
