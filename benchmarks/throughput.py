@@ -18,16 +18,19 @@ One command measures, vmapped over ``W`` worlds and for each grid size:
 
 Throughput is cell-agent updates per second, ``W * H * W_grid * T / seconds`` (child cells
 only for H-NCA). Each program is compiled first (compile time reported), then run once to
-warm up, then timed ``--runs`` times with ``jax.block_until_ready``; the median is reported.
+warm up, then timed with ``jax.block_until_ready`` at least ``--runs`` times and until the
+runs total ``--min-time`` seconds; the median is reported, with the CPU seconds the process
+used per wall second (about the core count when nothing else competed for the cores).
 ``T`` shrinks for big configurations (``--budget`` cell updates per timed run, never fewer
 than ``--min-steps``) and is reported. A configuration whose compiled program needs more
 than ``--mem-limit-gb`` (XLA's buffer assignment: arguments + outputs + temporaries) is
 skipped, and so, by default, is any configuration with more than ``--max-cells`` cells per
-step (W=4096 at 64x64, about 10 s per step here); skips are printed and recorded.
+step (W=4096 at 64x64, several seconds per step on 2 CPU cores); skips are printed and recorded.
 
 A perception micro-benchmark compares :func:`hnca_env.physics.perceive` (shifted slices)
 with :func:`hnca_env.physics.perceive_conv` (``lax.conv``) on ``(64, 64, 16)`` grids vmapped
-over 64 worlds.
+over 64 worlds, and times perception of a freshly alive-masked state (what ``get_obs`` does
+after a ``Grow-v0`` step) against its two parts apart.
 
 Usage::
 
@@ -43,6 +46,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -101,9 +105,17 @@ DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "throughput.json"
 
 # ---------------------------------------------------------------------------------------- timing
 def time_compiled(
-    fn: Callable[..., Any], args: Sequence[Any], runs: int, mem_limit_bytes: float, keep_output: bool = False
+    fn: Callable[..., Any],
+    args: Sequence[Any],
+    runs: int,
+    mem_limit_bytes: float,
+    keep_output: bool = False,
+    min_time: float = 0.0,
+    max_runs: int = 100,
 ) -> dict[str, Any]:
-    """Compile ``jax.jit(fn)`` for ``args``, then time it (median of ``runs`` after one warm-up).
+    """Compile ``jax.jit(fn)`` for ``args``, then time it: median of at least ``runs`` runs
+    (after one warm-up), more while the runs total less than ``min_time`` seconds (at most
+    ``max_runs``), so a short program's median spans more than a passing disturbance.
 
     Returns compile time, the memory XLA assigned to the program, the run times and, with
     ``keep_output``, the last output; when the program needs more than ``mem_limit_bytes`` it
@@ -115,13 +127,13 @@ def time_compiled(
     mem = _program_bytes(compiled)
     out: dict[str, Any] = {"compile_s": compile_s, "mem_gb": None if mem is None else mem / 2**30}
     if mem is not None and mem > mem_limit_bytes:
-        out["skipped"] = f"needs {mem / 2**30:.1f} GB > limit {mem_limit_bytes / 2**30:.1f} GB"
+        out["skipped"] = f"needs {mem / 2**30:.2f} GB > limit {mem_limit_bytes / 2**30:.2f} GB"
         return out
     jax.block_until_ready(compiled(*args))  # warm-up: first-call allocation, caches
     times = []
     result = None
     cpu0, wall0 = _cpu_seconds(), time.perf_counter()
-    for _ in range(runs):
+    while len(times) < runs or (sum(times) < min_time and len(times) < max_runs):
         del result  # free the previous output before the next run
         t0 = time.perf_counter()
         result = jax.block_until_ready(compiled(*args))
@@ -179,10 +191,12 @@ def reset_program(env_id: str, grid: int, worlds: int):
     return run, (jax.random.split(jax.random.key(0), worlds), params)
 
 
-def reset_batch(env_id: str, grid: int, worlds: int, runs: int, mem_limit: float) -> dict[str, Any]:
+def reset_batch(
+    env_id: str, grid: int, worlds: int, runs: int, mem_limit: float, min_time: float = 0.0
+) -> dict[str, Any]:
     """Time the vmapped reset of one configuration and keep its ``(obs, state)`` for the steps."""
     fn, args = reset_program(env_id, grid, worlds)
-    res = time_compiled(fn, args, runs, mem_limit, keep_output=True)
+    res = time_compiled(fn, args, runs, mem_limit, keep_output=True, min_time=min_time)
     if "output" in res:
         _RESET_CACHE[(env_id, grid, worlds)] = res.pop("output")
     return res
@@ -354,7 +368,9 @@ def build(bench: str, grid: int, worlds: int, steps: int):
 
 
 # ---------------------------------------------------------------------------------------- perception
-def perception_bench(worlds: int, grid: int, channels: int, runs: int) -> list[dict[str, Any]]:
+def perception_bench(
+    worlds: int, grid: int, channels: int, runs: int, min_time: float = 0.0
+) -> list[dict[str, Any]]:
     """``physics.perceive`` vs ``physics.perceive_conv`` on ``(worlds, grid, grid, channels)``."""
     x = jax.random.uniform(jax.random.key(3), (worlds, grid, grid, channels), jnp.float32)
     rows = []
@@ -372,7 +388,7 @@ def perception_bench(worlds: int, grid: int, channels: int, runs: int) -> list[d
             def fn(x, f=f, kernels=kernels):
                 return jax.vmap(lambda xi: f(xi, kernels))(x)
 
-            res = time_compiled(fn, (x,), runs, float("inf"))
+            res = time_compiled(fn, (x,), runs, float("inf"), min_time=min_time)
             row[f"{impl}_ms"] = res["median_s"] * 1e3
             row[f"{impl}_compile_s"] = res["compile_s"]
             outs[impl] = jax.jit(fn)(x)
@@ -380,6 +396,36 @@ def perception_bench(worlds: int, grid: int, channels: int, runs: int) -> list[d
         row["max_abs_diff"] = float(jnp.max(jnp.abs(outs["slices"] - outs["conv"])))
         rows.append(row)
     return rows
+
+
+def alive_perceive_bench(
+    worlds: int, grid: int, channels: int, runs: int, min_time: float = 0.0
+) -> dict[str, Any]:
+    """Perception of a freshly alive-masked state, as ``Grow-v0``'s ``get_obs`` after a step.
+
+    Times ``x * alive_mask(x)`` and ``perceive(x)`` apart, then ``perceive(x * alive_mask(x))``
+    in one program (slices and conv): when XLA fuses the mask into the perception, the cost
+    of the whole exceeds the sum of the parts.
+    """
+    x = jax.random.uniform(jax.random.key(4), (worlds, grid, grid, channels), jnp.float32)
+    kernels = physics.perception_kernels(("identity", "sobel_x", "sobel_y"), 1 / 8)
+
+    def masked(xi):
+        return xi * physics.alive_mask(xi)
+
+    programs = {
+        "mask_ms": masked,
+        "perceive_ms": lambda xi: physics.perceive(xi, kernels),
+        "perceive_masked_ms": lambda xi: physics.perceive(masked(xi), kernels),
+        "perceive_conv_ms": lambda xi: physics.perceive_conv(xi, kernels),
+        "perceive_conv_masked_ms": lambda xi: physics.perceive_conv(masked(xi), kernels),
+    }
+    row: dict[str, Any] = {"shape": [worlds, grid, grid, channels]}
+    for name, f in programs.items():
+        row[name] = time_compiled(jax.vmap(f), (x,), runs, float("inf"), min_time=min_time)["median_s"] * 1e3
+    row["slices_whole_over_parts"] = row["perceive_masked_ms"] / (row["mask_ms"] + row["perceive_ms"])
+    row["conv_whole_over_parts"] = row["perceive_conv_masked_ms"] / (row["mask_ms"] + row["perceive_conv_ms"])
+    return row
 
 
 # ---------------------------------------------------------------------------------------- reporting
@@ -411,7 +457,9 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join([line, sep, *body])
 
 
-def report(results: list[dict[str, Any]], perception: list[dict[str, Any]]) -> str:
+def report(
+    results: list[dict[str, Any]], perception: list[dict[str, Any]], alive: dict[str, Any] | None = None
+) -> str:
     """Markdown tables: step throughput with ratios, reset times, compile times, perception."""
     configs = sorted({(r["grid"], r["worlds"]) for r in results})
     by = {(r["bench"], r["grid"], r["worlds"]): r for r in results}
@@ -498,7 +546,38 @@ def report(results: list[dict[str, Any]], perception: list[dict[str, Any]]) -> s
             "Perception, vmapped, median ms per call:",
             "",
             markdown_table(
-                ["kernels", "shape", "perceive (slices)", "perceive_conv", "conv/slices", "max |diff|"], prow
+                ["kernels", "shape", "perceive (slices)", "perceive_conv", "conv/slices", "max abs diff"],
+                prow,
+            ),
+        ]
+    if alive:
+        arow = [
+            "x".join(map(str, alive["shape"])),
+            f"{alive['mask_ms']:.2f}",
+            f"{alive['perceive_ms']:.2f}",
+            f"{alive['perceive_masked_ms']:.2f}",
+            f"{alive['slices_whole_over_parts']:.2f}",
+            f"{alive['perceive_conv_ms']:.2f}",
+            f"{alive['perceive_conv_masked_ms']:.2f}",
+            f"{alive['conv_whole_over_parts']:.2f}",
+        ]
+        out += [
+            "",
+            "Perception of an alive-masked state (gnca kernels), vmapped, median ms per call;",
+            "whole/parts = perceive(mask(x)) / (mask(x) + perceive(x)):",
+            "",
+            markdown_table(
+                [
+                    "shape",
+                    "mask(x)",
+                    "perceive(x)",
+                    "perceive(mask(x))",
+                    "whole/parts",
+                    "conv(x)",
+                    "conv(mask(x))",
+                    "whole/parts",
+                ],
+                [arow],
             ),
         ]
     skipped: dict[tuple[int, int, str], list[str]] = {}
@@ -525,7 +604,27 @@ def environment_info() -> dict[str, Any]:
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
         "load_average_at_start": list(os.getloadavg()),
+        **_git_info(),
     }
+
+
+def _git_info() -> dict[str, Any]:
+    """Commit of the measured code, and whether the working tree differed from it."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return {"git_commit": None, "git_modified": None}
+    return {"git_commit": commit, "git_modified": [line[3:] for line in dirty.splitlines() if line.strip()]}
 
 
 def _jaxlib_version() -> str | None:
@@ -564,6 +663,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "which drops W=4096 at 64x64 to keep the default run near 10 minutes on 2 CPU cores)",
     )
     p.add_argument("--runs", type=int, default=5, help="timed runs per configuration, median reported (>= 5)")
+    p.add_argument(
+        "--min-time",
+        type=float,
+        default=2.0,
+        help="keep timing a program past --runs until its runs total this many seconds (default 2)",
+    )
     p.add_argument("--mem-limit-gb", type=float, default=6.0, help="skip programs needing more (default 6)")
     p.add_argument("--benches", nargs="+", choices=BENCHES, default=list(BENCHES), help="subset to run")
     p.add_argument("--no-perception", action="store_true", help="skip the perception micro-benchmark")
@@ -586,7 +691,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     info = environment_info()
     print(
         f"jax {info['jax_version']} | backend {info['backend']} | device {info['device_kind']} | "
-        f"{info['cpu_count']} CPUs",
+        f"{info['cpu_count']} CPUs | commit {str(info['git_commit'])[:10]}"
+        + (f" + changes to {', '.join(info['git_modified'])}" if info["git_modified"] else ""),
         flush=True,
     )
     mem_limit = args.mem_limit_gb * 2**30
@@ -611,14 +717,19 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                         "default run near 10 minutes (pass --max-cells 0 to include it)"
                     )
                 elif is_reset:
-                    row.update(reset_batch(RESET_ENV[bench], grid, worlds, args.runs, mem_limit))
+                    row.update(
+                        reset_batch(RESET_ENV[bench], grid, worlds, args.runs, mem_limit, args.min_time)
+                    )
                 else:
                     fn, fargs = build(bench, grid, worlds, steps)
-                    row.update(time_compiled(fn, fargs, args.runs, mem_limit))
+                    row.update(time_compiled(fn, fargs, args.runs, mem_limit, min_time=args.min_time))
                     del fn, fargs
                 if "median_s" in row:
                     row["updates_per_s"] = cells * row["steps"] / row["median_s"]
-                    msg = f"{row['updates_per_s'] / 1e6:9.2f} M upd/s  median {row['median_s'] * 1e3:9.1f} ms"
+                    msg = (
+                        f"{row['updates_per_s'] / 1e6:9.2f} M upd/s  median {row['median_s'] * 1e3:9.1f} ms"
+                        f" of {len(row['runs_s']):3d}"
+                    )
                     msg = f"compile {row['compile_s']:5.1f} s  {msg}  cpu/wall {row['cpu_per_wall']:.2f}"
                 else:
                     msg = f"SKIPPED ({row['skipped']})"
@@ -627,13 +738,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 )
                 results.append(row)
             _RESET_CACHE.clear()
-    perception = []
+    perception: list[dict[str, Any]] = []
+    alive: dict[str, Any] | None = None
     if not args.no_perception:
         pw, pg = (4, 16) if args.quick else (64, 64)
-        perception = perception_bench(pw, pg, 16, max(args.runs, 20))
+        perception = perception_bench(pw, pg, 16, max(args.runs, 20), args.min_time)
+        alive = alive_perceive_bench(pw, pg, 16, max(args.runs, 20), args.min_time)
     elapsed = time.perf_counter() - started
 
-    table = report(results, perception)
+    table = report(results, perception, alive)
     print()
     print(table)
     print(f"\ntotal {elapsed:.0f} s")
@@ -648,13 +761,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "budget": args.budget,
             "max_cells": args.max_cells,
             "runs": args.runs,
+            "min_time": args.min_time,
             "mem_limit_gb": args.mem_limit_gb,
             "quick": args.quick,
-            "command": " ".join([Path(sys.argv[0]).name, *(sys.argv[1:] if argv is None else argv)]),
+            "command": " ".join([sys.argv[0], *(sys.argv[1:] if argv is None else argv)]),
         },
         "benchmarks": {b: BENCH_HELP[b] for b in args.benches},
         "results": results,
         "perception": perception,
+        "alive_then_perceive": alive,
         "table_markdown": table,
         "total_s": elapsed,
         "load_average_at_end": list(os.getloadavg()),
