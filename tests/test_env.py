@@ -271,3 +271,31 @@ def test_state_grad_through_step(grow_env, key):
 
     g = jax.grad(f)(s.grids["cell"])
     assert np.all(np.isfinite(g)) and float(jnp.abs(g).sum()) > 0
+
+
+def test_frozen_child_rule_parents_learn(key):
+    """The H-NCA reference setting: a pretrained child rule is frozen, only parents train."""
+    from agents.networks import NCAUpdateRule, as_fixed_rule, make_policy
+
+    child = NCAUpdateRule(out_dim=12, hidden=16)
+    cparams = child.init(key, jnp.zeros((1, 1, 48)))
+    out = cparams["params"]["out"]
+    out["kernel"] = 0.05 * jax.random.normal(key, out["kernel"].shape)
+    env, params = hnca_env.make(
+        "HNCA-Grow-v0", grid=(8, 8), tau_c=0, fixed_rules={"cell": (as_fixed_rule(child), cparams)}
+    )
+    assert env.agent_levels == ("parent",)
+    init, apply = make_policy(env, hidden={"parent": 16})
+    pparams = init(key)
+    assert set(pparams) == {"parent"}
+
+    def loss(pp):
+        _, state = env.reset(key, params)
+        for k in jax.random.split(key, 5):
+            obs = env.get_obs(state, params)
+            _, state, *_ = env.step(k, state, apply(pp, obs), params)
+        return env.loss(state, params)
+
+    g = jax.grad(loss)(pparams)["parent"]["params"]
+    assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(g))
+    assert float(jnp.abs(g["out"]["kernel"]).sum()) > 0  # parents' broadcast reaches the colours
