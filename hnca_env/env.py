@@ -258,6 +258,7 @@ class HNCAEnv(environment.Environment):
         self.max_damage_events = max_damage_events
         self._name = name
         self._default_params = self._build_default_params(dict(default_overrides or {}))
+        self._checked_params = None  # the last params object validated by reset/step
         self.check_params(self._default_params)
 
     # ------------------------------------------------------------------ structure helpers
@@ -417,7 +418,7 @@ class HNCAEnv(environment.Environment):
     def reset(self, key: Array, params: EnvParams | None = None) -> tuple[dict, EnvState]:
         """Reset one world: ``(obs, state)``. Validates ``params`` first."""
         params = self.default_params if params is None else params
-        self.check_params(params)
+        self._check_params_once(params)
         return self._reset_jit(key, params)
 
     def step(
@@ -434,9 +435,18 @@ class HNCAEnv(environment.Environment):
         ``final_observation``. Validates the action's levels, shapes and dtype first.
         """
         params = self.default_params if params is None else params
-        self.check_params(params)
+        self._check_params_once(params)
         action = self.check_action(action)
         return self._step_jit(key, state, action, params)
+
+    def _check_params_once(self, params: EnvParams) -> None:
+        """Validate ``params`` unless it is the very object validated last: an eager loop of
+        ``step`` calls then pulls the params' values to the host once, not every step."""
+        if params is self._checked_params:
+            return
+        self.check_params(params)
+        if _is_concrete(params):
+            self._checked_params = params
 
     def check_action(self, action: Mapping[str, Array]) -> dict[str, Array]:
         """Validate an action dict (levels, shapes, dtype) and cast it to float32."""
