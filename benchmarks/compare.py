@@ -1,0 +1,530 @@
+"""hnca-env against a plain-JAX reference NCA and against CAX, side by side in one run.
+
+The workload is Growing NCA (Mordvintsev et al., Distill 2020): 16 channels, identity +
+Sobel perception, a 48 -> 128 -> 16 ReLU MLP per cell, fire rate 0.5, alive masking, 72x72
+grids, 64 steps. Three implementations of it:
+
+- ``ours``: ``hnca_env.make("Grow-v0")`` and the ``agents.networks`` policy (same MLP
+  weights as the others): per step the policy on the observation, then ``env.step_env``,
+  vmapped over the batch, ``lax.scan`` over time. Rewards are not consumed (XLA drops them).
+- ``ref``: the plain-JAX reference step of ``benchmarks/throughput.py`` (slice perception,
+  matmul MLP) in a ``lax.scan`` over a ``(B, H, W, C)`` batch.
+- ``cax``: CAX's Growing NCA as its example notebook builds it (``ConvPerceive`` depthwise
+  conv with identity + gradient kernels, ``NCAUpdate`` with cell dropout 0.5 as the fire
+  mask and its alive mask), run with ``cs(state, num_steps=T)`` under ``nnx.vmap`` +
+  ``nnx.split_rngs``. For the rollout the module is split (``nnx.split``) and the call
+  compiled with ``jax.jit`` like the others, so compile time is measured the same way; the
+  compiled XLA program is the one ``nnx.jit`` would run. Differences that do not change the
+  cost: CAX pads with zeros (not a torus), scales updates by 1/(1-p) (dropout) and keeps
+  alpha in the last channel.
+
+Training: one pool-training iteration (pool 1024, batch 8, 64 steps BPTT, Adam):
+
+- ``ours`` / ``ours_noremat``: ``agents.pool.make_pool_trainer(env, params, PoolConfig(...))``
+  with ``remat=True`` (the default, ``jax.checkpoint`` per step) and ``remat=False``.
+- ``ref``: the plain-JAX reference trainer of ``benchmarks/common.py`` (same algorithm, no
+  checkpointing).
+- ``cax_notebook``: the ``train_step`` of CAX's Growing-NCA notebook (``nnx.jit``,
+  ``nnx.Optimizer``, ``cax.nn.pool.Pool``, all 64 states sown, the loss at a random step in
+  [32, 64), global-norm clipping + Adam). ``cax_final``: the same with the loss on the final
+  state (``sow=False``), the closest to ours. Both are called as the notebook calls them;
+  compile time is first call minus the median call (an estimate).
+
+Timing: compile first (reported apart), one warm-up, then ``jax.block_until_ready`` on at
+least ``--runs`` runs until they total ``--min-time`` s; medians. Throughput is cell updates
+per second, ``B * H * W * T / median``. If CAX is not installed (``pip install ".[bench]"``)
+or its API does not fit, its columns are skipped with a note.
+
+Usage::
+
+    python benchmarks/compare.py            # full: B 1 8 64 rollouts + training, ~10 min on 2 cores
+    python benchmarks/compare.py --quick    # smoke: 24x24, T 8, B 1 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import (  # noqa: E402
+    RESULTS,
+    environment_info,
+    make_ref_trainer,
+    print_header,
+    ref_rollout,
+    ref_weights,
+    seed_state,
+    table,
+    time_calls,
+    time_compiled,
+    write_json,
+)
+
+import hnca_env  # noqa: E402
+from agents.networks import make_policy  # noqa: E402
+from agents.pool import PoolConfig, make_pool_trainer  # noqa: E402
+
+DEFAULT_OUT = RESULTS / "compare.json"
+CHANNELS, HIDDEN, KERNELS = 16, 128, 3
+
+#: Issue #6 targets.
+TARGET_ROLLOUT_VS_CAX = 5.0
+TARGET_TRAIN_VS_CAX = 15.0
+TARGET_TRAIN_VS_REF = 1.0
+
+
+# ---------------------------------------------------------------------------------------- ours
+def ours_policy_params(env, weights):
+    """The ``make_policy`` parameters with the reference MLP's weights."""
+    init, _ = make_policy(env)
+    p = init(jax.random.key(1))
+    layer = p["cell"]["params"]
+    layer["hidden"] = {"kernel": weights["w1"], "bias": weights["b1"]}
+    layer["out"] = {"kernel": weights["w2"], "bias": jnp.zeros((CHANNELS,))}
+    return p
+
+
+def ours_rollout_program(grid: int, batch: int, steps: int, weights):
+    env, env_params = hnca_env.make("Grow-v0", grid=(grid, grid))
+    _, apply = make_policy(env)
+    v_apply = jax.vmap(apply, in_axes=(None, 0))
+    v_step = jax.vmap(env.step_env, in_axes=(0, 0, 0, None))
+    obs0, state0 = jax.jit(jax.vmap(env.reset_env, in_axes=(0, None)))(
+        jax.random.split(jax.random.key(0), batch), env_params
+    )
+
+    def run(obs, state, key, pparams, env_params):
+        def body(carry, k):
+            obs, state = carry
+            action = v_apply(pparams, obs)
+            obs, state, _, _, _ = v_step(jax.random.split(k, batch), state, action, env_params)
+            return (obs, state), None
+
+        (obs, state), _ = jax.lax.scan(body, (obs, state), jax.random.split(key, steps))
+        return state.grids["cell"]
+
+    return run, (obs0, state0, jax.random.key(0), ours_policy_params(env, weights), env_params)
+
+
+def ref_rollout_program(grid: int, batch: int, steps: int, weights):
+    def run(x, key, w):
+        return ref_rollout(w, x, key, steps)
+
+    return run, (seed_state(batch, grid), jax.random.key(0), weights)
+
+
+# ---------------------------------------------------------------------------------------- CAX
+def load_cax() -> tuple[Any, str]:
+    """``(module namespace, version)`` of CAX, or raise ImportError with the reason."""
+    import importlib.metadata
+
+    import cax  # noqa: F401
+    from cax.core import ComplexSystem
+    from cax.core.perceive import ConvPerceive, grad_kernel, identity_kernel
+    from cax.core.update import NCAUpdate
+    from cax.nn.pool import Pool
+
+    ns = {
+        "ComplexSystem": ComplexSystem,
+        "ConvPerceive": ConvPerceive,
+        "grad_kernel": grad_kernel,
+        "identity_kernel": identity_kernel,
+        "NCAUpdate": NCAUpdate,
+        "Pool": Pool,
+    }
+    return ns, importlib.metadata.version("cax")
+
+
+def make_cax_nca(cax: dict, weights, seed: int = 0):
+    """CAX's Growing NCA module, as in its example notebook, with the reference MLP weights."""
+    from flax import nnx
+
+    class GrowingNCA(cax["ComplexSystem"]):
+        def __init__(self, *, rngs):
+            self.perceive = cax["ConvPerceive"](
+                channel_size=CHANNELS,
+                perception_size=KERNELS * CHANNELS,
+                feature_group_count=CHANNELS,
+                rngs=rngs,
+            )
+            self.update = cax["NCAUpdate"](
+                channel_size=CHANNELS,
+                perception_size=KERNELS * CHANNELS,
+                hidden_layer_sizes=(HIDDEN,),
+                cell_dropout_rate=0.5,
+                zeros_init=True,
+                rngs=rngs,
+            )
+            kernel = jnp.concatenate([cax["identity_kernel"](ndim=2), cax["grad_kernel"](ndim=2)], axis=-1)
+            kernel = jnp.expand_dims(jnp.concatenate([kernel] * CHANNELS, axis=-1), axis=-2)
+            self.perceive.conv.kernel[...] = kernel
+
+        def _step(self, state, input=None, *, sow=False):
+            perception = self.perceive(state)
+            next_state = self.update(state, perception, input)
+            if sow:
+                self.sow(nnx.Intermediate, "state", next_state)
+            return next_state
+
+    cs = GrowingNCA(rngs=nnx.Rngs(seed))
+    hidden, out = cs.update.layers[0], cs.update.layers[1]
+    hidden.kernel[...] = weights["w1"].reshape(hidden.kernel.shape)
+    hidden.bias[...] = weights["b1"]
+    out.kernel[...] = weights["w2"].reshape(out.kernel.shape)
+    return cs
+
+
+def cax_seed(batch: int, grid: int):
+    x = jnp.zeros((batch, grid, grid, CHANNELS), jnp.float32)
+    return x.at[:, grid // 2, grid // 2, -1].set(1.0)
+
+
+def cax_rollout_program(cax: dict, grid: int, batch: int, steps: int, weights):
+    from flax import nnx
+
+    cs = make_cax_nca(cax, weights)
+    graphdef, cs_state = nnx.split(cs)
+
+    def run(cs_state, x):
+        model = nnx.merge(graphdef, cs_state)
+        axes = nnx.StateAxes({nnx.RngState: 0, nnx.Intermediate: 0, ...: None})
+        return nnx.split_rngs(splits=batch)(nnx.vmap(lambda m, s: m(s, num_steps=steps), in_axes=(axes, 0)))(
+            model, x
+        )
+
+    return run, (cs_state, cax_seed(batch, grid))
+
+
+def cax_train_step(cax: dict, target, grid: int, batch: int, steps: int, pool_size: int, sow: bool):
+    """``(call, args_fn)``: the notebook's ``train_step`` and a closure threading its pool."""
+    import optax
+    from flax import nnx
+
+    cs = make_cax_nca(cax, ref_weights(jax.random.key(2)))
+    lr = 2e-3
+    sched = optax.linear_schedule(init_value=lr, end_value=0.1 * lr, transition_steps=2000)
+    update_params = nnx.All(nnx.Param, nnx.PathContains("update"))
+    optimizer = nnx.Optimizer(
+        cs, optax.chain(optax.clip_by_global_norm(1.0), optax.adam(sched)), wrt=update_params
+    )
+    y = jnp.asarray(target, jnp.float32)
+
+    def mse(state):
+        return jnp.mean(jnp.square(state[..., -4:] - y))
+
+    def sample_state():
+        return cax_seed(1, grid)[0]
+
+    @nnx.jit
+    def loss_fn(cs, state, key):
+        axes = nnx.StateAxes({nnx.RngState: 0, nnx.Intermediate: 0, ...: None})
+        final = nnx.split_rngs(splits=batch)(
+            nnx.vmap(lambda cs, s: cs(s, num_steps=steps, sow=sow), in_axes=(axes, 0))
+        )(cs, state)
+        if sow:
+            states = nnx.pop(cs, nnx.Intermediate).state.get_value()[0]
+            idx = jax.random.randint(key, (batch,), steps // 2, steps)
+            final = states[jnp.arange(batch), idx]
+        return mse(final), final
+
+    @nnx.jit
+    def train_step(cs, optimizer, pool, key):
+        sample_key, loss_key = jax.random.split(key)
+        pool_idx, b = pool.sample(sample_key, batch_size=batch)
+        current = b["state"]
+        sort_idx = jnp.argsort(jax.vmap(mse)(current), descending=True)
+        pool_idx = pool_idx[sort_idx]
+        current = current[sort_idx].at[0].set(sample_state())
+        (loss, current), grad = nnx.value_and_grad(
+            loss_fn, has_aux=True, argnums=nnx.DiffState(0, update_params)
+        )(cs, current, loss_key)
+        optimizer.update(cs, grad)
+        pool = pool.update(pool_idx, {"state": current})
+        return loss, pool
+
+    box = {"pool": cax["Pool"].create({"state": cax_seed(pool_size, grid)}), "key": jax.random.key(3)}
+
+    def call(cs, optimizer, pool, key):
+        loss, box["pool"] = train_step(cs, optimizer, pool, key)
+        return loss, box["pool"]
+
+    def args_fn():
+        box["key"], k = jax.random.split(box["key"])
+        return cs, optimizer, box["pool"], k
+
+    return call, args_fn
+
+
+# ---------------------------------------------------------------------------------------- runs
+def rollout_benches(args, cax, weights) -> list[dict[str, Any]]:
+    rows = []
+    g, steps = args.grid, args.steps
+    for batch in args.batches:
+        programs = {
+            "ours": lambda: ours_rollout_program(g, batch, steps, weights),
+            "ref": lambda: ref_rollout_program(g, batch, steps, weights),
+        }
+        if cax is not None:
+            programs["cax"] = lambda: cax_rollout_program(cax, g, batch, steps, weights)
+        for impl, build in programs.items():
+            row: dict[str, Any] = {"kind": "rollout", "impl": impl, "batch": batch, "grid": g, "steps": steps}
+            try:
+                fn, fargs = build()
+                row.update(time_compiled(fn, fargs, args.runs, float("inf"), min_time=args.min_time))
+            except Exception as e:  # noqa: BLE001 - a foreign API that does not fit is a skip
+                if impl != "cax":
+                    raise
+                row["skipped"] = f"CAX rollout failed: {type(e).__name__}: {e}"
+            if "median_s" in row:
+                row["updates_per_s"] = batch * g * g * steps / row["median_s"]
+                print(
+                    f"rollout {impl:5s} B={batch:<3d} compile {row['compile_s']:5.1f} s  "
+                    f"{row['updates_per_s'] / 1e6:7.2f} M upd/s  median {row['median_s'] * 1e3:8.1f} ms "
+                    f"of {len(row['runs_s'])}  cpu/wall {row['cpu_per_wall']:.2f}",
+                    flush=True,
+                )
+            else:
+                print(f"rollout {impl:5s} B={batch:<3d} SKIPPED: {row['skipped']}", flush=True)
+            rows.append(row)
+    return rows
+
+
+def train_benches(args, cax) -> list[dict[str, Any]]:
+    g, batch, steps, pool = args.grid, args.train_batch, args.train_steps, args.pool_size
+    env, env_params = hnca_env.make("Grow-v0", grid=(g, g))
+    rows = []
+
+    def ours(remat):
+        cfg = PoolConfig(pool_size=pool, batch_size=batch, min_steps=steps, max_steps=steps, remat=remat)
+        init, iteration, _ = make_pool_trainer(env, env_params, cfg)
+        return iteration, (init(jax.random.key(0)),)
+
+    def ref():
+        init, iteration = make_ref_trainer(env_params.target, g, batch, steps, pool)
+        return iteration, (init(jax.random.key(0)),)
+
+    programs = {"ours": lambda: ours(True), "ours_noremat": lambda: ours(False), "ref": ref}
+    for impl, build in programs.items():
+        fn, fargs = build()
+        row = {"kind": "train", "impl": impl, "batch": batch, "grid": g, "steps": steps, "pool": pool}
+        row.update(time_compiled(fn, fargs, args.runs, float("inf"), min_time=args.min_time))
+        rows.append(row)
+        _print_train(row)
+    if cax is not None:
+        for impl, sow in (("cax_notebook", True), ("cax_final", False)):
+            row = {"kind": "train", "impl": impl, "batch": batch, "grid": g, "steps": steps, "pool": pool}
+            try:
+                call, args_fn = cax_train_step(cax, env_params.target, g, batch, steps, pool, sow)
+                row.update(time_calls(call, args_fn, args.runs, args.min_time))
+            except Exception as e:  # noqa: BLE001
+                row["skipped"] = f"CAX training step failed: {type(e).__name__}: {e}"
+            rows.append(row)
+            _print_train(row)
+    return rows
+
+
+def _print_train(row):
+    if "median_s" not in row:
+        print(f"train   {row['impl']:13s} SKIPPED: {row['skipped']}", flush=True)
+        return
+    row["updates_per_s"] = row["batch"] * row["grid"] ** 2 * row["steps"] / row["median_s"]
+    print(
+        f"train   {row['impl']:13s} compile {row['compile_s']:5.1f} s  median {row['median_s'] * 1e3:8.1f} ms"
+        f" of {len(row['runs_s'])}  ({row['updates_per_s'] / 1e6:.2f} M fwd upd/s)",
+        flush=True,
+    )
+
+
+# ---------------------------------------------------------------------------------------- report
+def _get(rows, **kw):
+    for r in rows:
+        if all(r.get(k) == v for k, v in kw.items()) and "median_s" in r:
+            return r
+    return None
+
+
+def verdicts(rows: list[dict[str, Any]], batches: Sequence[int]) -> list[dict[str, Any]]:
+    """Issue #6 targets, pass/fail, from the measured medians."""
+    out = []
+    for b in batches:
+        ours, cax = (
+            _get(rows, kind="rollout", impl="ours", batch=b),
+            _get(rows, kind="rollout", impl="cax", batch=b),
+        )
+        ratio = None if ours is None or cax is None else cax["median_s"] / ours["median_s"]
+        out.append(
+            {
+                "target": f"rollout B={b}: ours >= {TARGET_ROLLOUT_VS_CAX:g}x CAX throughput",
+                "ratio": ratio,
+                "pass": None if ratio is None else ratio >= TARGET_ROLLOUT_VS_CAX,
+            }
+        )
+    ours = _get(rows, kind="train", impl="ours")
+    cax_times = [r for r in (_get(rows, kind="train", impl=i) for i in ("cax_notebook", "cax_final")) if r]
+    fastest_cax = min(cax_times, key=lambda r: r["median_s"]) if cax_times else None
+    ratio = None if ours is None or fastest_cax is None else fastest_cax["median_s"] / ours["median_s"]
+    out.append(
+        {
+            "target": f"training iteration (default remat=True): >= {TARGET_TRAIN_VS_CAX:g}x faster than CAX"
+            + (f" (its faster variant, {fastest_cax['impl']})" if fastest_cax else ""),
+            "ratio": ratio,
+            "pass": None if ratio is None else ratio >= TARGET_TRAIN_VS_CAX,
+        }
+    )
+    ref = _get(rows, kind="train", impl="ref")
+    for impl in ("ours", "ours_noremat"):
+        mine = _get(rows, kind="train", impl=impl)
+        ratio = None if mine is None or ref is None else ref["median_s"] / mine["median_s"]
+        out.append(
+            {
+                "target": f"training iteration ({impl}): no slower than the plain-JAX reference",
+                "ratio": ratio,
+                "pass": None if ratio is None else ratio >= TARGET_TRAIN_VS_REF,
+            }
+        )
+    return out
+
+
+def report(rows, args, verdict_rows, cax_note) -> str:
+    batches = args.batches
+
+    def rate(r):
+        return "skip" if r is None else f"{r['updates_per_s'] / 1e6:.2f}"
+
+    def comp(r):
+        return "-" if r is None else f"{r['compile_s']:.1f}"
+
+    def ratio(a, b):
+        return "-" if a is None or b is None else f"{b['median_s'] / a['median_s']:.2f}"
+
+    rrows = []
+    for b in batches:
+        o, r, c = (_get(rows, kind="rollout", impl=i, batch=b) for i in ("ours", "ref", "cax"))
+        rrows.append([str(b), rate(o), rate(r), rate(c), ratio(o, r), ratio(o, c), comp(o), comp(r), comp(c)])
+    trows = []
+    ours = _get(rows, kind="train", impl="ours")
+    for impl in ("ours", "ours_noremat", "ref", "cax_notebook", "cax_final"):
+        t = _get(rows, kind="train", impl=impl)
+        if t is None:
+            trows.append([impl, "skip", "-", "-", "-", "-"])
+            continue
+        mem = t.get("mem_gb")
+        trows.append(
+            [
+                impl,
+                f"{t['median_s'] * 1e3:.0f}",
+                f"{t['updates_per_s'] / 1e6:.2f}",
+                f"{t['compile_s']:.1f}" + ("*" if t.get("compile_estimated") else ""),
+                "-" if mem is None else f"{mem:.2f}",
+                ratio(ours, t),
+            ]
+        )
+    vrows = [
+        [v["target"], "-" if v["ratio"] is None else f"{v['ratio']:.2f}", _pf(v["pass"])]
+        for v in verdict_rows
+    ]
+    out = [
+        f"Rollout, million cell updates per second (B x {args.grid}x{args.grid} x {args.steps} steps / "
+        "median time); ratios are",
+        "time(other) / time(ours), so > 1 means ours is faster; compile seconds:",
+        "",
+        table(
+            ["B", "ours", "ref", "CAX", "ours/ref", "ours/CAX", "compile ours", "compile ref", "compile CAX"],
+            rrows,
+        ),
+        "",
+        f"Training iteration (pool {args.pool_size}, batch {args.train_batch}, {args.train_steps} steps "
+        "BPTT, Adam); 'speed-up' = time(row) / time(ours);",
+        "M upd/s counts forward cell updates; mem = XLA buffer assignment (args + outputs + temps);",
+        "* = compile estimated as first call minus the median call:",
+        "",
+        table(["impl", "median ms", "M upd/s", "compile s", "mem GB", "speed-up of ours"], trows),
+        "",
+        "Issue #6 targets:",
+        "",
+        table(["target", "measured", "verdict"], vrows),
+    ]
+    if cax_note:
+        out += ["", cax_note]
+    return "\n".join(out)
+
+
+def _pf(p):
+    return "n/a" if p is None else "PASS" if p else "FAIL"
+
+
+# ---------------------------------------------------------------------------------------- main
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--batches", type=int, nargs="+", default=None, help="rollout batch sizes (1 8 64)")
+    p.add_argument("--grid", type=int, default=None, help="grid side (72)")
+    p.add_argument("--steps", type=int, default=None, help="rollout steps (64)")
+    p.add_argument("--train-batch", type=int, default=8)
+    p.add_argument("--train-steps", type=int, default=None, help="BPTT steps of the training iteration (64)")
+    p.add_argument("--pool-size", type=int, default=None, help="training pool (1024)")
+    p.add_argument("--runs", type=int, default=5, help="timed runs at least (median reported)")
+    p.add_argument("--min-time", type=float, default=2.0, help="time each program for at least this long")
+    p.add_argument("--no-cax", action="store_true", help="leave CAX out")
+    p.add_argument("--no-train", action="store_true", help="rollouts only")
+    p.add_argument("--quick", action="store_true", help="smoke test: 24x24, T 8, B 1 2, pool 16")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    a = p.parse_args(argv)
+    quick = a.quick
+    a.batches = a.batches or ([1, 2] if quick else [1, 8, 64])
+    a.grid = a.grid or (24 if quick else 72)
+    a.steps = a.steps or (8 if quick else 64)
+    a.train_steps = a.train_steps or (8 if quick else 64)
+    a.pool_size = a.pool_size or (16 if quick else 1024)
+    if quick:
+        a.runs, a.min_time = min(a.runs, 3), 0.0
+    return a
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    info = environment_info()
+    print_header(info)
+    cax, cax_version, cax_note = None, None, ""
+    if not args.no_cax:
+        try:
+            cax, cax_version = load_cax()
+            print(f"CAX {cax_version}", flush=True)
+        except Exception as e:  # noqa: BLE001
+            cax_note = f'CAX skipped: {type(e).__name__}: {e} (pip install ".[bench]")'
+            print(cax_note, flush=True)
+    info["cax_version"] = cax_version
+    started = time.perf_counter()
+    weights = ref_weights(jax.random.key(2))
+    rows = rollout_benches(args, cax, weights)
+    if not args.no_train:
+        rows += train_benches(args, cax)
+    v = verdicts(rows, args.batches)
+    text = report(rows, args, v, cax_note)
+    elapsed = time.perf_counter() - started
+    print()
+    print(text)
+    print(f"\ntotal {elapsed:.0f} s")
+    payload = {
+        "environment": info,
+        "config": {**{k: (str(x) if isinstance(x, Path) else x) for k, x in vars(args).items()}},
+        "command": " ".join([sys.argv[0], *(sys.argv[1:] if argv is None else argv)]),
+        "results": rows,
+        "targets": v,
+        "table_markdown": text,
+        "total_s": elapsed,
+    }
+    write_json(args.out, payload)
+    return payload
+
+
+if __name__ == "__main__":
+    main()
