@@ -1,0 +1,368 @@
+"""How close the Growing-NCA rollout comes to the machine's dense matmul rate.
+
+One command:
+
+1. counts the FLOPs of one cell update of the Growing-NCA step by hand from the shapes
+   (perception, the 48 -> 128 -> 16 MLP, the update, alive masking) and cross-checks the count
+   with XLA's ``compiled.cost_analysis()`` of one vmapped step (ours and the plain-JAX
+   reference);
+2. measures, in the same process, the dense float32 matmul rate (a large ``jnp.dot``, median),
+   the rate of the per-cell MLP alone at the rollout's own shapes (tall and skinny:
+   ``relu((B*H*W, 48) @ (48, 128)) @ (128, 16)``), and the memory bandwidth
+   (in-place ``x + 1`` on a large array: bytes read + written per second);
+3. times the rollout of ``benchmarks/compare.py`` (``Grow-v0`` + policy, 72x72, 64 steps) and
+   the plain-JAX reference, and reports achieved FLOP/s = cell updates/s x FLOPs per update,
+   as a fraction of the matmul rate (issue #6 target: >= 50 %), with the arithmetic intensity
+   from XLA's cost analysis for a roofline reading.
+
+Usage::
+
+    python benchmarks/roofline.py           # full, ~3 min on 2 CPU cores
+    python benchmarks/roofline.py --quick   # smoke: 24x24, T 8, B 2, matmul 512
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import (  # noqa: E402
+    REF_CHANNELS,
+    REF_HIDDEN,
+    RESULTS,
+    environment_info,
+    print_header,
+    ref_kernels,
+    ref_perceive_slices,
+    ref_step,
+    ref_weights,
+    seed_state,
+    table,
+    time_compiled,
+    write_json,
+)
+from compare import ours_policy_params, ours_rollout_program, ref_rollout_program  # noqa: E402
+
+import hnca_env  # noqa: E402
+from agents.networks import make_policy  # noqa: E402
+
+DEFAULT_OUT = RESULTS / "roofline.json"
+TARGET_FRACTION = 0.5
+
+
+# ---------------------------------------------------------------------------------------- counting
+def flops_by_hand(channels: int = REF_CHANNELS, hidden: int = REF_HIDDEN) -> dict[str, int]:
+    """FLOPs of one cell update of the Growing-NCA step, from the shapes.
+
+    Perception: identity is a copy (0); each Sobel/8 kernel has 6 nonzero taps, none equal to
+    1: 6 multiplies + 5 adds per channel. MLP: 2 FLOPs per multiply-add, plus bias adds and
+    ReLU (counted as 1 each). Update ``x + dx * m``: 2 per channel. Alive masking, before and
+    after: a 3x3 max (8 comparisons) and a threshold each, an ``and``, and the multiply of 16
+    channels. The fire mask's random bits (integer work) are not counted; its compare is.
+    """
+    n_in = 3 * channels
+    kernels = ref_kernels()
+    taps = [int(np.count_nonzero(k)) for k in kernels]
+    perception = sum(0 if (t == 1 and float(k.max()) == 1.0) else 2 * t - 1 for t, k in zip(taps, kernels))
+    return {
+        "perception": perception * channels,
+        "mlp_hidden_matmul": 2 * n_in * hidden,
+        "mlp_hidden_bias_relu": 2 * hidden,
+        "mlp_out_matmul": 2 * hidden * channels,
+        "mlp_out_bias": channels,
+        "fire_mask_compare": 1,
+        "update": 2 * channels,
+        "alive_mask": 2 * (8 + 1) + 1 + channels,
+    }
+
+
+def cost_per_cell(fn, args, cells: int) -> dict[str, float] | None:
+    """XLA's cost analysis of ``jax.jit(fn)`` on ``args``, per cell (None where unsupported)."""
+    try:
+        ca = jax.jit(fn).lower(*args).compile().cost_analysis()
+    except Exception:  # noqa: BLE001
+        return None
+    if isinstance(ca, (list, tuple)):
+        ca = ca[0] if ca else None
+    if not ca or "flops" not in ca:
+        return None
+    return {
+        "flops_per_cell": float(ca["flops"]) / cells,
+        "bytes_per_cell": float(ca.get("bytes accessed", float("nan"))) / cells,
+    }
+
+
+def ours_one_step(grid: int, batch: int):
+    """One vmapped ``Grow-v0`` step (policy on the observation, ``env.transition``, observation)."""
+    env, env_params = hnca_env.make("Grow-v0", grid=(grid, grid))
+    _, apply = make_policy(env)
+    pparams = ours_policy_params(env, ref_weights(jax.random.key(2)))
+    _, state = jax.jit(jax.vmap(env.reset_env, in_axes=(0, None)))(
+        jax.random.split(jax.random.key(0), batch), env_params
+    )
+
+    def one(key, state):
+        obs = env.get_obs(state, env_params)
+        new, *_ = env.transition(key, state, apply(pparams, obs), env_params)
+        return new.grids["cell"]
+
+    def fn(keys, state):
+        return jax.vmap(one)(keys, state)
+
+    return fn, (jax.random.split(jax.random.key(1), batch), state)
+
+
+def ref_one_step(grid: int, batch: int):
+    w = ref_weights(jax.random.key(2))
+    kernels = ref_kernels()
+
+    def fn(x, key):
+        return ref_step(w, x, key, lambda y: ref_perceive_slices(y, kernels))
+
+    return fn, (seed_state(batch, grid), jax.random.key(1))
+
+
+# ---------------------------------------------------------------------------------------- rates
+def matmul_rate(n: int, reps: int, runs: int, min_time: float) -> dict[str, Any]:
+    """Dense float32 matmul rate: ``reps`` chained ``(n, n) @ (n, n)`` in one ``fori_loop``
+    (each depends on the last, so none is hoisted; no fresh output buffer per product)."""
+    ka, kb = jax.random.split(jax.random.key(5))
+    a = jax.random.normal(ka, (n, n), jnp.float32)
+    b = jax.random.normal(kb, (n, n), jnp.float32) / np.sqrt(n)  # keeps the chain's values O(1)
+
+    def chain(a, b):
+        return jax.lax.fori_loop(0, reps, lambda i, c: c @ b, a)
+
+    res = time_compiled(chain, (a, b), runs, float("inf"), min_time=min_time)
+    res["flops"] = 2.0 * n**3 * reps
+    res["flops_per_s"] = res["flops"] / res["median_s"]
+    res["shape"] = [n, n, n]
+    res["reps"] = reps
+    return res
+
+
+def mlp_rate(cells: int, runs: int, min_time: float) -> dict[str, Any]:
+    """The per-cell MLP alone at the rollout's shapes: ``relu(x @ w1 + b1) @ w2``, ``x (cells, 48)``."""
+    n_in = 3 * REF_CHANNELS
+    w = ref_weights(jax.random.key(2))
+    x = jax.random.normal(jax.random.key(6), (cells, n_in), jnp.float32)
+
+    def mlp(x, w):
+        return jax.nn.relu(x @ w["w1"] + w["b1"]) @ w["w2"]
+
+    res = time_compiled(mlp, (x, w), runs, float("inf"), min_time=min_time)
+    res["flops"] = cells * (2.0 * n_in * REF_HIDDEN + 2 * REF_HIDDEN + 2.0 * REF_HIDDEN * REF_CHANNELS)
+    res["flops_per_s"] = res["flops"] / res["median_s"]
+    res["shape"] = [cells, n_in, REF_HIDDEN, REF_CHANNELS]
+    return res
+
+
+def bandwidth(n_floats: int, runs: int) -> dict[str, Any]:
+    """In-place ``x + 1`` (donated buffer) on ``n_floats`` float32: bytes read + written per
+    second. Donation matters: a fresh output buffer each call is dominated by first-touch page
+    faults on this VM (about 10x slower), which is not bandwidth."""
+    step = jax.jit(lambda x: x + 1.0, donate_argnums=0)
+    x = jax.block_until_ready(step(jnp.ones((n_floats,), jnp.float32)))
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        x = jax.block_until_ready(step(x))
+        times.append(time.perf_counter() - t0)
+    med = statistics.median(times)
+    return {"bytes": 8.0 * n_floats, "median_s": med, "runs_s": times, "bytes_per_s": 8.0 * n_floats / med}
+
+
+# ---------------------------------------------------------------------------------------- main
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--grid", type=int, default=None, help="grid side (72)")
+    p.add_argument("--batches", type=int, nargs="+", default=None, help="rollout batch sizes (8 64)")
+    p.add_argument("--steps", type=int, default=None, help="rollout steps (64)")
+    p.add_argument("--matmul-n", type=int, default=None, help="side of the square matmul (2048)")
+    p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--min-time", type=float, default=2.0)
+    p.add_argument("--quick", action="store_true", help="smoke test")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    a = p.parse_args(argv)
+    a.grid = a.grid or (24 if a.quick else 72)
+    a.batches = a.batches or ([2] if a.quick else [8, 64])
+    a.steps = a.steps or (8 if a.quick else 64)
+    a.matmul_n = a.matmul_n or (512 if a.quick else 2048)
+    if a.quick:
+        a.runs, a.min_time = min(a.runs, 3), 0.0
+    return a
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    info = environment_info()
+    print_header(info)
+    started = time.perf_counter()
+    g, steps = args.grid, args.steps
+
+    hand = flops_by_hand()
+    hand_total = sum(hand.values())
+    matmul_share = (hand["mlp_hidden_matmul"] + hand["mlp_out_matmul"]) / hand_total
+    print(f"FLOPs per cell update by hand: {hand_total} ({matmul_share:.1%} in the two matmuls)", flush=True)
+
+    cb = args.batches[0]
+    xla = {
+        "ours": cost_per_cell(*ours_one_step(g, cb), cb * g * g),
+        "ref": cost_per_cell(*ref_one_step(g, cb), cb * g * g),
+    }
+    for k, v in xla.items():
+        print(f"XLA cost analysis, one {k} step: {v}", flush=True)
+
+    n = args.matmul_n
+    big = matmul_rate(n, 8, args.runs, args.min_time)
+    print(f"matmul {n}x{n}x{n}: {big['flops_per_s'] / 1e9:.1f} GFLOP/s", flush=True)
+    bw = bandwidth(2**24 if args.quick else 2**26, max(args.runs, 10))
+    print(
+        f"bandwidth (x + 1, {bw['bytes'] / 2**20:.0f} MiB moved): {bw['bytes_per_s'] / 1e9:.1f} GB/s",
+        flush=True,
+    )
+
+    rows: list[dict[str, Any]] = []
+    for batch in args.batches:
+        cells = batch * g * g
+        mlp = mlp_rate(cells, args.runs, args.min_time)
+        print(f"MLP alone, {cells} cells: {mlp['flops_per_s'] / 1e9:.1f} GFLOP/s", flush=True)
+        for impl, build in (("ours", ours_rollout_program), ("ref", ref_rollout_program)):
+            fn, fargs = build(g, batch, steps, ref_weights(jax.random.key(2)))
+            res = time_compiled(fn, fargs, args.runs, float("inf"), min_time=args.min_time)
+            ups = cells * steps / res["median_s"]
+            achieved = ups * hand_total
+            row = {
+                "impl": impl,
+                "batch": batch,
+                "grid": g,
+                "steps": steps,
+                "compile_s": res["compile_s"],
+                "median_s": res["median_s"],
+                "runs_s": res["runs_s"],
+                "cpu_per_wall": res["cpu_per_wall"],
+                "updates_per_s": ups,
+                "achieved_flops_per_s": achieved,
+                "fraction_of_matmul": achieved / big["flops_per_s"],
+                "fraction_of_mlp_alone": achieved / mlp["flops_per_s"],
+                "mlp_alone": {
+                    k: mlp[k] for k in ("shape", "median_s", "runs_s", "flops_per_s", "cpu_per_wall")
+                },
+            }
+            print(
+                f"{impl:4s} B={batch:<3d} {ups / 1e6:6.2f} M upd/s  {achieved / 1e9:6.1f} GFLOP/s  "
+                f"{row['fraction_of_matmul']:.1%} of matmul  {row['fraction_of_mlp_alone']:.1%} of "
+                f"the MLP alone  cpu/wall {res['cpu_per_wall']:.2f}",
+                flush=True,
+            )
+            rows.append(row)
+
+    # roofline reading: attainable = min(peak, intensity * bandwidth), intensity from XLA's count
+    roof = {}
+    for impl, c in xla.items():
+        if c and c["bytes_per_cell"] == c["bytes_per_cell"] and c["bytes_per_cell"] > 0:
+            intensity = hand_total / c["bytes_per_cell"]
+            roof[impl] = {
+                "intensity_flops_per_byte": intensity,
+                "attainable_flops_per_s": min(big["flops_per_s"], intensity * bw["bytes_per_s"]),
+            }
+
+    hrows = [[k, str(v), f"{v / hand_total:.1%}"] for k, v in hand.items()] + [
+        ["total", str(hand_total), "100%"]
+    ]
+    xrows = [
+        [
+            k,
+            "-" if v is None else f"{v['flops_per_cell']:.0f}",
+            "-" if v is None else f"{v['flops_per_cell'] / hand_total:.2f}",
+            "-" if v is None else f"{v['bytes_per_cell']:.0f}",
+            "-" if k not in roof else f"{roof[k]['intensity_flops_per_byte']:.1f}",
+        ]
+        for k, v in xla.items()
+    ]
+    rrows = [
+        [
+            r["impl"],
+            str(r["batch"]),
+            f"{r['updates_per_s'] / 1e6:.2f}",
+            f"{r['achieved_flops_per_s'] / 1e9:.1f}",
+            f"{big['flops_per_s'] / 1e9:.1f}",
+            f"{r['fraction_of_matmul']:.1%}",
+            f"{r['mlp_alone']['flops_per_s'] / 1e9:.1f}",
+            f"{r['fraction_of_mlp_alone']:.1%}",
+            "PASS" if r["fraction_of_matmul"] >= TARGET_FRACTION else "FAIL",
+        ]
+        for r in rows
+    ]
+    text = "\n".join(
+        [
+            "FLOPs per cell update, counted by hand:",
+            "",
+            table(["part", "FLOPs", "share"], hrows),
+            "",
+            f"XLA cost analysis of one vmapped step (B={cb}, {g}x{g}), per cell; 'xla/hand' > 1 where XLA",
+            "counts work the hand count leaves out (random bits, padding, selects); intensity = hand",
+            "FLOPs / XLA bytes accessed:",
+            "",
+            table(["step", "XLA FLOPs", "xla/hand", "XLA bytes", "FLOP/byte"], xrows),
+            "",
+            f"Machine, same run: dense float32 matmul (8 chained {n}^3) {big['flops_per_s'] / 1e9:.1f} GFLOP/s; "
+            f"bandwidth {bw['bytes_per_s'] / 1e9:.1f} GB/s (in-place x + 1).",
+            "",
+            f"Rollout ({g}x{g}, {steps} steps): achieved FLOP/s = updates/s x {hand_total} FLOPs; target >= "
+            f"{TARGET_FRACTION:.0%} of the matmul rate; 'MLP alone' = relu(x @ w1 + b1) @ w2 at the "
+            "rollout's shapes (B*H*W rows), no perception, no env:",
+            "",
+            table(
+                [
+                    "impl",
+                    "B",
+                    "M upd/s",
+                    "GFLOP/s",
+                    "matmul GFLOP/s",
+                    "of matmul",
+                    "MLP alone GFLOP/s",
+                    "of MLP alone",
+                    "target",
+                ],
+                rrows,
+            ),
+        ]
+    )
+    elapsed = time.perf_counter() - started
+    print()
+    print(text)
+    print(f"\ntotal {elapsed:.0f} s")
+    payload = {
+        "environment": info,
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "command": " ".join([sys.argv[0], *(sys.argv[1:] if argv is None else argv)]),
+        "flops_by_hand": hand,
+        "flops_per_update": hand_total,
+        "xla_cost_per_cell": xla,
+        "matmul": {
+            k: big[k] for k in ("shape", "compile_s", "median_s", "runs_s", "flops_per_s", "cpu_per_wall")
+        },
+        "bandwidth": {k: bw[k] for k in ("bytes", "median_s", "runs_s", "bytes_per_s")},
+        "roofline": roof,
+        "results": rows,
+        "table_markdown": text,
+        "total_s": elapsed,
+    }
+    write_json(args.out, payload)
+    return payload
+
+
+if __name__ == "__main__":
+    main()
