@@ -67,9 +67,11 @@ OBS_MODES = ("perception", "neighbourhood")
 @struct.dataclass
 class EnvState(environment.EnvState):
     """One world: ``grids[level]`` is that level's ``(H_l, W_l, C_l)`` state; ``time`` counts
-    steps since reset (child-only steps included)."""
+    steps since reset (child-only steps included); ``task`` is the task's own state (a goal id,
+    a digit label...; ``None`` for pattern tasks)."""
 
     grids: dict = None
+    task: Any = None
 
 
 @struct.dataclass
@@ -504,12 +506,14 @@ class HNCAEnv(environment.Environment):
         def given(_):
             return jnp.asarray(params.seed_state, jnp.float32)
 
-        cells = jax.lax.switch(jnp.clip(params.seed, 0, 2), [single_cell, noise, given], key)
+        k_seed, k_task = jax.random.split(key)
+        cells = jax.lax.switch(jnp.clip(params.seed, 0, 2), [single_cell, noise, given], k_seed)
+        cells, task_state = self.task.init(k_task, cells, params)
         grids = {"cell": cells}
         if self.has_parent:
             start = self._first_parent_state(cells)
             grids["parent"] = jnp.where(params.tau_c == 0, start, jnp.zeros_like(start))
-        return EnvState(time=jnp.zeros((), jnp.int32), grids=grids)
+        return EnvState(time=jnp.zeros((), jnp.int32), grids=grids, task=task_state)
 
     def reset_env(self, key: Array, params: EnvParams) -> tuple[dict, EnvState]:
         state = self.initial_state(key, params)
@@ -526,7 +530,7 @@ class HNCAEnv(environment.Environment):
 
     def transition(self, key, state, action, params):
         """The dynamics without observations: ``(next_state, reward, terminated, info)``."""
-        k_cell, k_parent, k_rules, k_damage = jax.random.split(key, 4)
+        k_cell, k_parent, k_rules, k_damage, k_task = jax.random.split(key, 5)
         action = dict(action)
         if self.fixed_rules:
             obs_now = self.get_obs(state, params, levels=tuple(self.fixed_rules))
@@ -547,7 +551,9 @@ class HNCAEnv(environment.Environment):
             grids["cell"] = self._damage(k_damage, grids["cell"], t_next, params)
         if self.clamp:
             grids = {k: jnp.clip(v, params.clamp_min, params.clamp_max) for k, v in grids.items()}
-        next_state = EnvState(time=t_next, grids=grids)
+        next_state = self.task.post_step(
+            k_task, state, EnvState(time=t_next, grids=grids, task=state.task), params
+        )
 
         agent_action = {lvl: action[lvl] for lvl in self.agent_levels}
         reward = rewards_lib.complete_levels(self, self._reward_fn(state, agent_action, next_state, params))
@@ -641,7 +647,7 @@ class HNCAEnv(environment.Environment):
     # ------------------------------------------------------------------ losses, views, spaces
     def loss(self, state: EnvState, params: EnvParams) -> Array:
         """The task's differentiable loss of one world: mean per-cell error (gradient trainer)."""
-        return jnp.mean(self.task.error_map(state.grids["cell"], params))
+        return jnp.mean(self.task.error_map(state, params))
 
     def world_state(self, state: EnvState, params: EnvParams) -> Array:
         """Compact global view for centralised critics, ``(H/k, W/k, C + C_p + visible + 1)``.
@@ -654,7 +660,7 @@ class HNCAEnv(environment.Environment):
         parts = [physics.sensor(state.grids["cell"], k)]
         if self.has_parent:
             parts.append(state.grids["parent"])
-        parts.append(physics.sensor(jnp.asarray(params.target), k))
+        parts.append(physics.sensor(self.task.current_target(state, params), k))
         frac = state.time / params.max_steps_in_episode
         parts.append(jnp.broadcast_to(jnp.asarray(frac, jnp.float32), parts[0].shape[:2] + (1,)))
         return jnp.concatenate(parts, axis=-1)

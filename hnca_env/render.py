@@ -19,17 +19,12 @@ Array = jax.Array
 
 
 def to_rgb(env, cells: Array) -> Array:
-    """Visible channels of ``cells (H, W, C)`` as float RGB in [0, 1].
+    """Visible channels of ``cells (H, W, C)`` as float RGB in [0, 1] (the task's ``rgb``).
 
     RGBA (premultiplied) is composited over white (``1 - a + rgb``, Growing NCA's convention);
-    RGB is clipped.
+    RGB is clipped; tasks with other channels draw themselves (e.g. digits by class colour).
     """
-    if env.visible == 4:
-        a = jnp.clip(cells[..., 3:4], 0.0, 1.0)
-        rgb = 1.0 - a + cells[..., :3]
-    else:
-        rgb = cells[..., :3]
-    return jnp.clip(rgb, 0.0, 1.0)
+    return env.task.rgb(cells[..., : env.visible])
 
 
 def render(
@@ -54,9 +49,8 @@ def render(
         rgb = jnp.where(border[..., None], rgb * 0.6, rgb)
     if target:
         params = env.default_params if params is None else params
-        tgt = params.target
-        tgt_rgb = (1.0 - jnp.clip(tgt[..., 3:4], 0, 1) + tgt[..., :3]) if env.visible == 4 else tgt
-        rgb = jnp.concatenate([rgb, jnp.clip(tgt_rgb, 0.0, 1.0)], axis=1)
+        tgt_rgb = env.task.rgb(env.task.current_target(state, params))
+        rgb = jnp.concatenate([rgb, tgt_rgb], axis=1)
     if scale > 1:
         rgb = jnp.repeat(jnp.repeat(rgb, scale, axis=0), scale, axis=1)
     return (rgb * 255.0 + 0.5).astype(jnp.uint8)

@@ -6,7 +6,7 @@ function with that signature plugs in: ``make("Grow-v0", reward=my_fn)``. A leve
 out gets the mean of its children's rewards over its cluster (coordinators are rewarded by
 their own cluster), and a fixed-rule level's entry is dropped.
 
-The library rewards are built from the task's per-cell error (``task.error_map``), so they
+The library rewards are built from the task's per-cell error (``task.error_map(state, params)``), so they
 and the gradient trainer's loss share one definition:
 
 - ``"local"`` — :class:`LocalError`: each cell gets minus its own pixel error.
@@ -64,7 +64,7 @@ class LocalError(Reward):
     def bind(self, env) -> RewardFn:
         def reward(state, action, next_state, params):
             del state, action
-            return _pool_levels(env, -env.task.error_map(next_state.grids["cell"], params))
+            return _pool_levels(env, -env.task.error_map(next_state, params))
 
         return reward
 
@@ -77,7 +77,7 @@ class TeamError(Reward):
     def bind(self, env) -> RewardFn:
         def reward(state, action, next_state, params):
             del state, action
-            err = env.task.error_map(next_state.grids["cell"], params)
+            err = env.task.error_map(next_state, params)
             return _pool_levels(env, jnp.broadcast_to(-jnp.mean(err), err.shape))
 
         return reward
@@ -91,8 +91,8 @@ class Improvement(Reward):
     def bind(self, env) -> RewardFn:
         def reward(state, action, next_state, params):
             del action
-            before = env.task.error_map(state.grids["cell"], params)
-            after = env.task.error_map(next_state.grids["cell"], params)
+            before = env.task.error_map(state, params)
+            after = env.task.error_map(next_state, params)
             return _pool_levels(env, before - after)
 
         return reward
