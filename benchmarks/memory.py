@@ -1,0 +1,324 @@
+"""Peak memory of one pool-training iteration against rollout length, with and without
+``jax.checkpoint``, next to the plain-JAX reference trainer.
+
+Configurations (Growing NCA on 72x72, batch 8, pool 1024, the rollout length fixed at ``T``):
+
+- ``ours_remat``: ``agents.pool.make_pool_trainer(env, params, PoolConfig(remat=True))``
+  (the default: ``jax.checkpoint`` around each step of the scan);
+- ``ours_noremat``: the same with ``remat=False``;
+- ``ref``: the plain-JAX reference trainer of ``benchmarks/common.py`` (no checkpointing).
+
+Two measures, reported apart because they measure different things:
+
+- **XLA**: ``compiled.memory_analysis()`` of the jitted iteration: arguments (the pool
+  ``1024 x 72x72x16`` float32 = 340 MB, parameters, optimiser state), outputs (a new pool: the
+  iteration does not donate its input), temporaries (what the rollout and its backward pass
+  keep), total = arguments + outputs + temporaries - aliased. Exact buffer sizes, no runtime.
+- **RSS**: each configuration runs in its own subprocess; ``ru_maxrss`` (peak resident set)
+  is read after building the trainer and its state (``base``: Python, JAX, the pool), after
+  compiling, and after running the iteration three times. ``peak`` is the whole process;
+  ``peak - base`` is what compiling and running added (it includes the compiler's own memory).
+
+Usage::
+
+    python benchmarks/memory.py             # full: T 16 32 64 96, ~6 min on 2 CPU cores
+    python benchmarks/memory.py --quick     # smoke: 24x24, T 4 8, pool 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import RESULTS, environment_info, print_header, table, write_json  # noqa: E402
+
+DEFAULT_OUT = RESULTS / "memory.json"
+IMPLS = ("ours_remat", "ours_noremat", "ref")
+TARGET_BYTES = 1e9  # issue #6: under 1 GB for batch 8 x 96 steps at 72x72 with checkpointing
+MB = 1e6
+
+
+# ---------------------------------------------------------------------------------------- child
+def _rss_bytes() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024.0  # KiB on Linux
+
+
+def child(impl: str, steps: int, grid: int, batch: int, pool: int) -> dict[str, Any]:
+    """Build, compile and run one configuration in this process; report its memory."""
+    import jax
+    from common import make_ref_trainer, program_memory
+
+    import hnca_env
+    from agents.pool import PoolConfig, make_pool_trainer
+
+    env, env_params = hnca_env.make("Grow-v0", grid=(grid, grid))
+    if impl == "ref":
+        init, iteration = make_ref_trainer(env_params.target, grid, batch, steps, pool)
+        iteration = jax.jit(iteration)
+    else:
+        cfg = PoolConfig(
+            pool_size=pool, batch_size=batch, min_steps=steps, max_steps=steps, remat=impl == "ours_remat"
+        )
+        init, iteration, _ = make_pool_trainer(env, env_params, cfg)
+    state = jax.block_until_ready(init(jax.random.key(0)))
+    rss_base = _rss_bytes()
+    t0 = time.perf_counter()
+    compiled = iteration.lower(state).compile()
+    compile_s = time.perf_counter() - t0
+    rss_compiled = _rss_bytes()
+    xla = program_memory(compiled)
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        state, _ = jax.block_until_ready(compiled(state))
+        times.append(time.perf_counter() - t0)
+    return {
+        "impl": impl,
+        "steps": steps,
+        "xla": xla,
+        "rss_base_bytes": rss_base,
+        "rss_after_compile_bytes": rss_compiled,
+        "rss_peak_bytes": _rss_bytes(),
+        "compile_s": compile_s,
+        "iteration_s": times,
+        "iteration_median_s": statistics.median(times),
+    }
+
+
+def run_child(impl: str, steps: int, args) -> dict[str, Any]:
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--child",
+        impl,
+        str(steps),
+        "--grid",
+        str(args.grid),
+        "--batch",
+        str(args.batch),
+        "--pool-size",
+        str(args.pool_size),
+    ]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+    except subprocess.TimeoutExpired:
+        return {"impl": impl, "steps": steps, "skipped": f"> {args.timeout} s (timeout)"}
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        return {
+            "impl": impl,
+            "steps": steps,
+            "skipped": f"exit {proc.returncode}: {proc.stderr.strip()[-400:]}",
+        }
+    return json.loads(lines[-1])
+
+
+# ---------------------------------------------------------------------------------------- report
+def slope(rows, key) -> float | None:
+    """Least-squares bytes per rollout step of ``key(row)`` over the measured lengths."""
+    pts = [(r["steps"], key(r)) for r in rows if "skipped" not in r and key(r) is not None]
+    if len(pts) < 2:
+        return None
+    n = len(pts)
+    mx = sum(p[0] for p in pts) / n
+    my = sum(p[1] for p in pts) / n
+    den = sum((p[0] - mx) ** 2 for p in pts)
+    return sum((p[0] - mx) * (p[1] - my) for p in pts) / den if den else None
+
+
+def _temp(r):
+    return None if not r.get("xla") else r["xla"]["temp_bytes"]
+
+
+def _total(r):
+    return None if not r.get("xla") else r["xla"]["total_bytes"]
+
+
+def verdicts(rows, steps_list) -> list[dict[str, Any]]:
+    out = []
+    t_max = max(steps_list)
+    r = next(
+        (x for x in rows if x["impl"] == "ours_remat" and x["steps"] == t_max and "skipped" not in x), None
+    )
+    if r is not None and r.get("xla"):
+        tot = r["xla"]["total_bytes"]
+        out.append(
+            {
+                "target": f"ours_remat, batch 8 x {t_max} steps: XLA total < 1 GB",
+                "measured": f"{tot / MB:.0f} MB",
+                "pass": tot < TARGET_BYTES,
+            }
+        )
+        rss = r["rss_peak_bytes"]
+        out.append(
+            {
+                "target": f"ours_remat, batch 8 x {t_max} steps: process peak RSS < 1 GB",
+                "measured": f"{rss / MB:.0f} MB (incl. Python + JAX)",
+                "pass": rss < TARGET_BYTES,
+            }
+        )
+    remat = sorted(
+        (x for x in rows if x["impl"] == "ours_remat" and "skipped" not in x), key=lambda x: x["steps"]
+    )
+    if len(remat) >= 2 and all(x.get("xla") for x in remat):
+        lo, hi = remat[0], remat[-1]
+        growth = _temp(hi) / _temp(lo) if _temp(lo) else float("inf")
+        length = hi["steps"] / lo["steps"]
+        # sub-linear: the per-step increment must shrink as T grows (temp(T) / T falls)
+        per_step = [_temp(x) / x["steps"] for x in remat]
+        falling = all(b < a * 0.9 for a, b in zip(per_step, per_step[1:]))
+        out.append(
+            {
+                "target": "ours_remat: temporaries sub-linear in rollout length",
+                "measured": f"temp x{growth:.2f} for T x{length:.0f}; temp/T "
+                + " -> ".join(f"{p / MB:.1f}" for p in per_step)
+                + " MB/step",
+                "pass": falling,
+            }
+        )
+    return out
+
+
+def report(rows, steps_list, v) -> str:
+    trows = []
+    for impl in IMPLS:
+        for t in steps_list:
+            r = next((x for x in rows if x["impl"] == impl and x["steps"] == t), None)
+            if r is None:
+                continue
+            if "skipped" in r:
+                trows.append([impl, str(t), "skip", "", "", "", "", "", "", r["skipped"][:60]])
+                continue
+            x = r.get("xla") or {}
+
+            def mb(k, x=x):
+                return "-" if k not in x else f"{x[k] / MB:.0f}"
+
+            trows.append(
+                [
+                    impl,
+                    str(t),
+                    mb("argument_bytes"),
+                    mb("output_bytes"),
+                    mb("temp_bytes"),
+                    mb("total_bytes"),
+                    f"{r['rss_base_bytes'] / MB:.0f}",
+                    f"{r['rss_peak_bytes'] / MB:.0f}",
+                    f"{(r['rss_peak_bytes'] - r['rss_base_bytes']) / MB:.0f}",
+                    f"{r['iteration_median_s'] * 1e3:.0f}",
+                ]
+            )
+    srows = []
+    for impl in IMPLS:
+        rs = [x for x in rows if x["impl"] == impl]
+        st, sr = slope(rs, _temp), slope(rs, lambda r: r.get("rss_peak_bytes"))
+        srows.append([impl, "-" if st is None else f"{st / MB:.2f}", "-" if sr is None else f"{sr / MB:.2f}"])
+    vrows = [[x["target"], x["measured"], "PASS" if x["pass"] else "FAIL"] for x in v]
+    return "\n".join(
+        [
+            "One pool-training iteration, MB (1 MB = 10^6 bytes). XLA = compiled.memory_analysis()",
+            "(args, outputs, temporaries, total = args + outputs + temps - aliased); RSS = ru_maxrss of a",
+            "fresh subprocess: base (after building the trainer and pool), peak (after compile + 3 runs),",
+            "peak - base; ms = median of the 3 iterations:",
+            "",
+            table(
+                [
+                    "impl",
+                    "T",
+                    "XLA args",
+                    "XLA out",
+                    "XLA temp",
+                    "XLA total",
+                    "RSS base",
+                    "RSS peak",
+                    "peak-base",
+                    "ms",
+                ],
+                trows,
+            ),
+            "",
+            "Growth per rollout step (least squares over T), MB/step:",
+            "",
+            table(["impl", "XLA temp", "RSS peak"], srows),
+            "",
+            "Issue #6 targets:",
+            "",
+            table(["target", "measured", "verdict"], vrows),
+        ]
+    )
+
+
+# ---------------------------------------------------------------------------------------- main
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--steps", type=int, nargs="+", default=None, help="rollout lengths (16 32 64 96)")
+    p.add_argument("--impls", nargs="+", choices=IMPLS, default=list(IMPLS))
+    p.add_argument("--grid", type=int, default=None, help="grid side (72)")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--pool-size", type=int, default=None, help="pool (1024)")
+    p.add_argument("--timeout", type=float, default=900.0, help="seconds per configuration")
+    p.add_argument("--quick", action="store_true", help="smoke test")
+    p.add_argument("--child", nargs=2, metavar=("IMPL", "STEPS"), help=argparse.SUPPRESS)
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    a = p.parse_args(argv)
+    a.steps = a.steps or ([4, 8] if a.quick else [16, 32, 64, 96])
+    a.grid = a.grid or (24 if a.quick else 72)
+    a.pool_size = a.pool_size or (16 if a.quick else 1024)
+    return a
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
+    args = parse_args(argv)
+    if args.child:
+        impl, steps = args.child[0], int(args.child[1])
+        print(json.dumps(child(impl, steps, args.grid, args.batch, args.pool_size)))
+        return None
+    info = environment_info()
+    print_header(info)
+    started = time.perf_counter()
+    rows = []
+    for impl in args.impls:
+        for steps in args.steps:
+            r = run_child(impl, steps, args)
+            rows.append(r)
+            if "skipped" in r:
+                print(f"{impl:13s} T={steps:<3d} SKIPPED: {r['skipped']}", flush=True)
+                continue
+            x = r.get("xla") or {}
+            print(
+                f"{impl:13s} T={steps:<3d} XLA temp {x.get('temp_bytes', float('nan')) / MB:8.1f} MB  "
+                f"total {x.get('total_bytes', float('nan')) / MB:8.1f} MB  RSS peak {r['rss_peak_bytes'] / MB:7.0f} MB "
+                f"(base {r['rss_base_bytes'] / MB:.0f})  {r['iteration_median_s'] * 1e3:.0f} ms/iter",
+                flush=True,
+            )
+    v = verdicts(rows, args.steps)
+    text = report(rows, args.steps, v)
+    elapsed = time.perf_counter() - started
+    print()
+    print(text)
+    print(f"\ntotal {elapsed:.0f} s")
+    payload = {
+        "environment": info,
+        "config": {k: (str(x) if isinstance(x, Path) else x) for k, x in vars(args).items()},
+        "command": " ".join([sys.argv[0], *(sys.argv[1:] if argv is None else argv)]),
+        "results": rows,
+        "targets": v,
+        "table_markdown": text,
+        "total_s": elapsed,
+    }
+    write_json(args.out, payload)
+    return payload
+
+
+if __name__ == "__main__":
+    main()
