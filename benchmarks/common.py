@@ -49,6 +49,7 @@ __all__ = [
     "REF_CHANNELS",
     "REF_HIDDEN",
     "RESULTS",
+    "compile_program",
     "environment_info",
     "markdown_table",
     "program_memory",
@@ -57,39 +58,54 @@ __all__ = [
     "make_ref_trainer",
     "seed_state",
     "table",
-    "time_calls",
     "time_compiled",
+    "time_interleaved",
     "write_json",
 ]
 
 
 # ---------------------------------------------------------------------------------------- timing
-def time_calls(
-    fn: Callable[..., Any], args_fn: Callable[[], Sequence[Any]], runs: int, min_time: float = 0.0
-) -> dict[str, Any]:
-    """Time a function that jits itself (e.g. ``nnx.jit``) and cannot be lowered apart.
-
-    The first call compiles and runs; ``compile_s`` is its time minus the median of the timed
-    calls (an estimate, marked ``compile_estimated``). ``args_fn()`` gives each call's
-    arguments, so a stateful caller can thread its state.
-    """
+def compile_program(fn: Callable[..., Any], args: Sequence[Any]) -> tuple[Any, float]:
+    """``(compiled, seconds)``: trace, lower and compile ``jax.jit(fn)`` for ``args``."""
     t0 = time.perf_counter()
-    jax.block_until_ready(fn(*args_fn()))
-    first = time.perf_counter() - t0
-    jax.block_until_ready(fn(*args_fn()))  # warm-up
-    times: list[float] = []
-    while len(times) < runs or (sum(times) < min_time and len(times) < 100):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(*args_fn()))
-        times.append(time.perf_counter() - t0)
-    med = statistics.median(times)
+    compiled = jax.jit(fn).lower(*args).compile()
+    return compiled, time.perf_counter() - t0
+
+
+def time_interleaved(
+    calls: dict[str, Callable[[], Any]], runs: int, min_time: float = 0.0, max_runs: int = 100
+) -> dict[str, dict[str, Any]]:
+    """Time several programs in rounds, one call of each per round, so that a change in what
+    else runs on the machine hits all of them alike and their ratios stay fair.
+
+    Each call is warmed up once, then rounds run until every program has ``runs`` times and
+    at least ``min_time`` seconds of them (at most ``max_runs`` rounds). Per program: run
+    times, median, and the CPU seconds this process used per wall second while it ran (near
+    the core count when nothing else competed).
+    """
+    for call in calls.values():
+        jax.block_until_ready(call())
+    times: dict[str, list[float]] = {k: [] for k in calls}
+    cpu: dict[str, float] = dict.fromkeys(calls, 0.0)
+    while True:
+        for k, call in calls.items():
+            c0, t0 = _cpu_seconds(), time.perf_counter()
+            out = jax.block_until_ready(call())
+            times[k].append(time.perf_counter() - t0)
+            cpu[k] += _cpu_seconds() - c0
+            del out
+        n = len(times[next(iter(calls))])
+        if n >= max_runs or (n >= runs and all(sum(v) >= min_time for v in times.values())):
+            break
     return {
-        "compile_s": max(first - med, 0.0),
-        "compile_estimated": True,
-        "first_call_s": first,
-        "runs_s": times,
-        "median_s": med,
+        k: {"runs_s": v, "median_s": statistics.median(v), "cpu_per_wall": cpu[k] / sum(v)}
+        for k, v in times.items()
     }
+
+
+def _cpu_seconds() -> float:
+    t = os.times()
+    return t.user + t.system
 
 
 def program_memory(compiled: Any) -> dict[str, float] | None:

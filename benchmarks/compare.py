@@ -30,10 +30,13 @@ Training: one pool-training iteration (pool 1024, batch 8, 64 steps BPTT, Adam):
   state (``sow=False``), the closest to ours. Both are called as the notebook calls them;
   compile time is first call minus the median call (an estimate).
 
-Timing: compile first (reported apart), one warm-up, then ``jax.block_until_ready`` on at
-least ``--runs`` runs until they total ``--min-time`` s; medians. Throughput is cell updates
-per second, ``B * H * W * T / median``. If CAX is not installed (``pip install ".[bench]"``)
-or its API does not fit, its columns are skipped with a note.
+Timing: each program is compiled first (reported apart), warmed up once, then the programs of
+a group (one batch size, or the training iteration) are timed *interleaved*, one call of each
+per round with ``jax.block_until_ready``, for at least ``--runs`` rounds and ``--min-time`` s
+each; medians. Other jobs on a shared machine then slow all of them alike, which keeps the
+ratios fair. Throughput is cell updates per second, ``B * H * W * T / median``. If CAX is not
+installed (``pip install ".[bench]"``) or its API does not fit, its columns are skipped with
+a note.
 
 Usage::
 
@@ -57,15 +60,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # noqa: E402
     RESULTS,
+    compile_program,
     environment_info,
     make_ref_trainer,
     print_header,
+    program_memory,
     ref_rollout,
     ref_weights,
     seed_state,
     table,
-    time_calls,
-    time_compiled,
+    time_interleaved,
     write_json,
 )
 
@@ -205,7 +209,7 @@ def cax_rollout_program(cax: dict, grid: int, batch: int, steps: int, weights):
 
 
 def cax_train_step(cax: dict, target, grid: int, batch: int, steps: int, pool_size: int, sow: bool):
-    """``(call, args_fn)``: the notebook's ``train_step`` and a closure threading its pool."""
+    """A zero-argument call of the notebook's ``train_step`` that threads its pool and key."""
     import optax
     from flax import nnx
 
@@ -253,47 +257,81 @@ def cax_train_step(cax: dict, target, grid: int, batch: int, steps: int, pool_si
 
     box = {"pool": cax["Pool"].create({"state": cax_seed(pool_size, grid)}), "key": jax.random.key(3)}
 
-    def call(cs, optimizer, pool, key):
-        loss, box["pool"] = train_step(cs, optimizer, pool, key)
+    def step():
+        box["key"], k = jax.random.split(box["key"])
+        loss, box["pool"] = train_step(cs, optimizer, box["pool"], k)
         return loss, box["pool"]
 
-    def args_fn():
-        box["key"], k = jax.random.split(box["key"])
-        return cs, optimizer, box["pool"], k
-
-    return call, args_fn
+    return step
 
 
 # ---------------------------------------------------------------------------------------- runs
+def _timed_group(builders: dict, runs: int, min_time: float, base: dict) -> list[dict[str, Any]]:
+    """Compile each program of a group (or note why it was skipped), then time them interleaved.
+
+    ``builders[name]() -> ("jax", fn, args)`` (compiled here) or ``("call", step)`` for a
+    function that compiles on its first call (its compile time is estimated as first call
+    minus the median call).
+    """
+    rows: dict[str, dict[str, Any]] = {}
+    calls = {}
+    for name, build in builders.items():
+        row = {**base, "impl": name}
+        rows[name] = row
+        try:
+            kind, *rest = build()
+            if kind == "jax":
+                fn, fargs = rest
+                compiled, row["compile_s"] = compile_program(fn, fargs)
+                mem = program_memory(compiled)
+                row["mem_gb"] = None if mem is None else mem["total_bytes"] / 2**30
+                calls[name] = lambda c=compiled, a=fargs: c(*a)
+            else:
+                (step,) = rest
+                t0 = time.perf_counter()
+                jax.block_until_ready(step())
+                row["first_call_s"] = time.perf_counter() - t0
+                row["compile_estimated"] = True
+                calls[name] = step
+        except Exception as e:  # noqa: BLE001 - a foreign API that does not fit is a skip
+            if not name.startswith("cax"):
+                raise
+            row["skipped"] = f"CAX failed: {type(e).__name__}: {e}"
+    for name, res in time_interleaved(calls, runs, min_time).items():
+        rows[name].update(res)
+        if rows[name].get("compile_estimated"):
+            rows[name]["compile_s"] = max(rows[name]["first_call_s"] - res["median_s"], 0.0)
+    for row in rows.values():
+        if "median_s" in row:
+            row["updates_per_s"] = row["batch"] * row["grid"] ** 2 * row["steps"] / row["median_s"]
+    return list(rows.values())
+
+
+def _print(row):
+    head = f"{row['kind']:7s} {row['impl']:13s} B={row['batch']:<3d}"
+    if "median_s" not in row:
+        print(f"{head} SKIPPED: {row['skipped']}", flush=True)
+        return
+    print(
+        f"{head} compile {row['compile_s']:5.1f} s  {row['updates_per_s'] / 1e6:6.2f} M upd/s  median "
+        f"{row['median_s'] * 1e3:8.1f} ms of {len(row['runs_s'])}  cpu/wall {row['cpu_per_wall']:.2f}",
+        flush=True,
+    )
+
+
 def rollout_benches(args, cax, weights) -> list[dict[str, Any]]:
     rows = []
     g, steps = args.grid, args.steps
     for batch in args.batches:
-        programs = {
-            "ours": lambda: ours_rollout_program(g, batch, steps, weights),
-            "ref": lambda: ref_rollout_program(g, batch, steps, weights),
+        builders = {
+            "ours": lambda: ("jax", *ours_rollout_program(g, batch, steps, weights)),
+            "ref": lambda: ("jax", *ref_rollout_program(g, batch, steps, weights)),
         }
         if cax is not None:
-            programs["cax"] = lambda: cax_rollout_program(cax, g, batch, steps, weights)
-        for impl, build in programs.items():
-            row: dict[str, Any] = {"kind": "rollout", "impl": impl, "batch": batch, "grid": g, "steps": steps}
-            try:
-                fn, fargs = build()
-                row.update(time_compiled(fn, fargs, args.runs, float("inf"), min_time=args.min_time))
-            except Exception as e:  # noqa: BLE001 - a foreign API that does not fit is a skip
-                if impl != "cax":
-                    raise
-                row["skipped"] = f"CAX rollout failed: {type(e).__name__}: {e}"
-            if "median_s" in row:
-                row["updates_per_s"] = batch * g * g * steps / row["median_s"]
-                print(
-                    f"rollout {impl:5s} B={batch:<3d} compile {row['compile_s']:5.1f} s  "
-                    f"{row['updates_per_s'] / 1e6:7.2f} M upd/s  median {row['median_s'] * 1e3:8.1f} ms "
-                    f"of {len(row['runs_s'])}  cpu/wall {row['cpu_per_wall']:.2f}",
-                    flush=True,
-                )
-            else:
-                print(f"rollout {impl:5s} B={batch:<3d} SKIPPED: {row['skipped']}", flush=True)
+            builders["cax"] = lambda: ("jax", *cax_rollout_program(cax, g, batch, steps, weights))
+        base = {"kind": "rollout", "batch": batch, "grid": g, "steps": steps}
+        for row in _timed_group(builders, args.runs, args.min_time, base):
+            _print(row)
             rows.append(row)
     return rows
 
@@ -301,47 +339,28 @@ def rollout_benches(args, cax, weights) -> list[dict[str, Any]]:
 def train_benches(args, cax) -> list[dict[str, Any]]:
     g, batch, steps, pool = args.grid, args.train_batch, args.train_steps, args.pool_size
     env, env_params = hnca_env.make("Grow-v0", grid=(g, g))
-    rows = []
 
     def ours(remat):
         cfg = PoolConfig(pool_size=pool, batch_size=batch, min_steps=steps, max_steps=steps, remat=remat)
         init, iteration, _ = make_pool_trainer(env, env_params, cfg)
-        return iteration, (init(jax.random.key(0)),)
+        return "jax", iteration, (init(jax.random.key(0)),)
 
     def ref():
         init, iteration = make_ref_trainer(env_params.target, g, batch, steps, pool)
-        return iteration, (init(jax.random.key(0)),)
+        return "jax", iteration, (init(jax.random.key(0)),)
 
-    programs = {"ours": lambda: ours(True), "ours_noremat": lambda: ours(False), "ref": ref}
-    for impl, build in programs.items():
-        fn, fargs = build()
-        row = {"kind": "train", "impl": impl, "batch": batch, "grid": g, "steps": steps, "pool": pool}
-        row.update(time_compiled(fn, fargs, args.runs, float("inf"), min_time=args.min_time))
-        rows.append(row)
-        _print_train(row)
+    builders = {"ours": lambda: ours(True), "ours_noremat": lambda: ours(False), "ref": ref}
     if cax is not None:
-        for impl, sow in (("cax_notebook", True), ("cax_final", False)):
-            row = {"kind": "train", "impl": impl, "batch": batch, "grid": g, "steps": steps, "pool": pool}
-            try:
-                call, args_fn = cax_train_step(cax, env_params.target, g, batch, steps, pool, sow)
-                row.update(time_calls(call, args_fn, args.runs, args.min_time))
-            except Exception as e:  # noqa: BLE001
-                row["skipped"] = f"CAX training step failed: {type(e).__name__}: {e}"
-            rows.append(row)
-            _print_train(row)
+        for name, sow in (("cax_notebook", True), ("cax_final", False)):
+            builders[name] = lambda sow=sow: (
+                "call",
+                cax_train_step(cax, env_params.target, g, batch, steps, pool, sow),
+            )
+    base = {"kind": "train", "batch": batch, "grid": g, "steps": steps, "pool": pool}
+    rows = _timed_group(builders, args.runs, args.min_time, base)
+    for row in rows:
+        _print(row)
     return rows
-
-
-def _print_train(row):
-    if "median_s" not in row:
-        print(f"train   {row['impl']:13s} SKIPPED: {row['skipped']}", flush=True)
-        return
-    row["updates_per_s"] = row["batch"] * row["grid"] ** 2 * row["steps"] / row["median_s"]
-    print(
-        f"train   {row['impl']:13s} compile {row['compile_s']:5.1f} s  median {row['median_s'] * 1e3:8.1f} ms"
-        f" of {len(row['runs_s'])}  ({row['updates_per_s'] / 1e6:.2f} M fwd upd/s)",
-        flush=True,
-    )
 
 
 # ---------------------------------------------------------------------------------------- report
