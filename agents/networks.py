@@ -3,16 +3,20 @@
 A level's policy is a per-cell MLP (a 1×1 convolution) applied to the level's observation grid
 ``(H, W, O) -> (H, W, A)``, with a zero-initialised output layer so a fresh policy does
 nothing (Growing NCA's trick). Used deterministically by the gradient trainer; RL adds a
-Gaussian head on the same module.
+Gaussian head on the same module. A coordinator's network outputs its own update and the
+signal it broadcasts (``env.action_dim("parent") = C_p + S``): it is the actuator too.
+Optionally a level learns its own perception kernels (:class:`LearnedPerception`), as the
+H-NCA reference's parents do.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 Array = jax.Array
 
@@ -20,30 +24,100 @@ Array = jax.Array
 DEFAULT_HIDDEN = {"cell": 128, "parent": 256}
 
 
-class NCAUpdateRule(nn.Module):
-    """Per-cell MLP ``O -> hidden -> A`` (ReLU), output layer zero-initialised."""
+class LearnedPerception(nn.Module):
+    """Learnable depthwise 3×3 perception on a raw neighbourhood observation.
 
-    out_dim: int
-    hidden: int = 128
+    Input ``(..., 9*C + D)``: the tap-major 3×3 neighbourhood of ``C`` channels
+    (:func:`hnca_env.physics.neighbourhood`) followed by ``D`` other features, passed through.
+    Output ``(..., K*C + D)``, kernel-major like :func:`hnca_env.physics.perceive`. The
+    parameter ``kernels (K, 3, 3, C)`` (one set per channel, as a depthwise convolution) starts
+    at ``init_kernels`` for every channel, so a fresh module perceives exactly as the fixed
+    kernels do; training then moves them (the H-NCA reference trains the parents' kernels).
+    """
+
+    channels: int
+    init_kernels: tuple  # (K, 3, 3) nested tuples of floats (hashable module attribute)
 
     @nn.compact
     def __call__(self, obs: Array) -> Array:
+        c = self.channels
+        base = jnp.asarray(self.init_kernels, jnp.float32)
+        kernels = self.param(
+            "kernels", lambda _key: jnp.broadcast_to(base[..., None], (*base.shape, c)).copy()
+        )
+        taps = obs[..., : 9 * c].reshape(*obs.shape[:-1], 9, c)
+        k = kernels.reshape(kernels.shape[0], 9, c)
+        seen = jnp.einsum("...tc,ktc->...kc", taps, k).reshape(*obs.shape[:-1], k.shape[0] * c)
+        return jnp.concatenate([seen, obs[..., 9 * c :]], axis=-1)
+
+
+class NCAUpdateRule(nn.Module):
+    """Per-cell MLP ``O -> hidden -> A`` (ReLU), output layer zero-initialised.
+
+    With ``perceive_channels > 0`` the observation is a raw neighbourhood and goes through a
+    :class:`LearnedPerception` (``perceive_kernels`` its initial kernels) first.
+    """
+
+    out_dim: int
+    hidden: int = 128
+    perceive_channels: int = 0
+    perceive_kernels: tuple | None = None
+
+    @nn.compact
+    def __call__(self, obs: Array) -> Array:
+        if self.perceive_channels:
+            obs = LearnedPerception(self.perceive_channels, self.perceive_kernels, name="perception")(obs)
         x = nn.relu(nn.Dense(self.hidden, name="hidden")(obs))
         return nn.Dense(
             self.out_dim, kernel_init=nn.initializers.zeros, bias_init=nn.initializers.zeros, name="out"
         )(x)
 
 
+def level_network(env, level: str, hidden: int, learn_perception: bool = False) -> NCAUpdateRule:
+    """The update-rule network of one acting level of ``env``.
+
+    ``learn_perception`` needs the level to observe its raw neighbourhood
+    (``cell_obs``/``parent_obs="neighbourhood"``); the kernels start at the env's fixed ones.
+    """
+    if not learn_perception:
+        return NCAUpdateRule(env.action_dim(level), hidden)
+    mode = env.cell_obs if level == "cell" else env.parent_obs
+    if mode != "neighbourhood":
+        opt = "cell_obs" if level == "cell" else "parent_obs"
+        raise ValueError(
+            f"learned perception for level {level!r} needs the raw neighbourhood observation: "
+            f"build the env with {opt}='neighbourhood' (it has {mode!r})"
+        )
+    kernels = env.kernels if level == "cell" else env.parent_kernels
+    return NCAUpdateRule(
+        env.action_dim(level),
+        hidden,
+        perceive_channels=env.state_channels(level),
+        perceive_kernels=tuple(tuple(tuple(row) for row in k) for k in np.asarray(kernels).tolist()),
+    )
+
+
 def make_policy(
-    env, hidden: Mapping[str, int] | None = None
+    env, hidden: Mapping[str, int] | None = None, learn_perception: Iterable[str] = ()
 ) -> tuple[Callable[[Array], dict], Callable[[dict, dict], dict]]:
     """Shared-parameter policies for every acting level of ``env``.
+
+    Args:
+      hidden: hidden width per level (default :data:`DEFAULT_HIDDEN`).
+      learn_perception: levels whose policy learns its own 3×3 perception kernels from the raw
+        neighbourhood (see :func:`level_network`), e.g. ``("parent",)`` as in H-NCA.
 
     Returns ``(init, apply)``: ``init(key) -> params`` (a dict keyed by level) and
     ``apply(params, obs) -> action`` (dicts keyed by level, one world; vmap for many).
     """
     widths = {**DEFAULT_HIDDEN, **dict(hidden or {})}
-    nets = {lvl: NCAUpdateRule(env.action_dim(lvl), widths[lvl]) for lvl in env.agent_levels}
+    learn = set(learn_perception)
+    unknown = learn - set(env.agent_levels)
+    if unknown:
+        raise ValueError(
+            f"learn_perception names level(s) {sorted(unknown)} that do not act; acting: {env.agent_levels}"
+        )
+    nets = {lvl: level_network(env, lvl, widths[lvl], lvl in learn) for lvl in env.agent_levels}
 
     def init(key: Array) -> dict:
         keys = jax.random.split(key, len(nets))
