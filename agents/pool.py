@@ -5,7 +5,9 @@ the same physics and the same task loss (``env.loss``) as RL uses. One iteration
 ``jax.jit`` with the pool in the carry (pure, no Python state):
 
 1. sample a batch of pool states (without replacement);
-2. rank it by loss; replace the worst sample by a fresh seed (prevents forgetting how to grow);
+2. rank it by loss; replace the ``reseed`` worst samples by fresh seeds (1: prevents
+   forgetting how to grow; ``batch_size``: every rollout starts from the seed, Growing NCA's
+   first experiment);
 3. optionally damage the ``damage`` best samples with random discs (regeneration training);
 4. roll out a random number of steps in ``[min_steps, max_steps]`` — a ``lax.scan`` over
    ``max_steps`` whose tail is masked, so the length changes without re-compiling —
@@ -13,6 +15,11 @@ the same physics and the same task loss (``env.loss``) as RL uses. One iteration
 5. loss = mean task loss of the final states; per-parameter gradient normalisation
    (Growing NCA) or global-norm clipping; Adam with a piecewise-constant schedule;
 6. write the final states back into the pool.
+
+H-NCA: the first ``tau_c`` steps of a world are child-only; the reference runs them without
+gradient. Here every step that ends at ``time <= tau_c`` has its result under
+``jax.lax.stop_gradient``, and ``warmup_steps`` (set it to ``tau_c``) runs each fresh seed
+through those steps before it enters the pool, so the rolled-out steps are the coupled ones.
 """
 
 from __future__ import annotations
@@ -49,8 +56,11 @@ class PoolConfig:
     grad: str = "normalize"
     clip_norm: float = 1.0
     damage: int = 0
+    reseed: int = 1
     remat: bool = True
     hidden: Mapping[str, int] | None = None
+    learn_perception: tuple[str, ...] = ()
+    warmup_steps: int = 0
 
     def __post_init__(self):
         for name in ("pool_size", "batch_size", "min_steps", "max_steps", "lr_boundary"):
@@ -67,6 +77,17 @@ class PoolConfig:
             raise ValueError(f"PoolConfig.grad must be one of {GRAD_MODES}, got {self.grad!r}")
         if not 0 <= self.damage < self.batch_size:
             raise ValueError(f"PoolConfig.damage must be in [0, batch_size), got {self.damage}")
+        if not 0 <= self.reseed <= self.batch_size or self.reseed + self.damage > self.batch_size:
+            raise ValueError(
+                f"PoolConfig.reseed must be in [0, batch_size - damage], got reseed={self.reseed}, "
+                f"damage={self.damage}, batch_size={self.batch_size}"
+            )
+        if (
+            isinstance(self.warmup_steps, bool)
+            or not isinstance(self.warmup_steps, int)
+            or self.warmup_steps < 0
+        ):
+            raise ValueError(f"PoolConfig.warmup_steps must be an integer >= 0, got {self.warmup_steps!r}")
 
 
 class PoolState(struct.PyTreeNode):
@@ -105,29 +126,49 @@ def make_pool_trainer(env, env_params, config: PoolConfig = PoolConfig()):
 
     ``init(key) -> PoolState`` fills the pool with seeds; ``iteration(state) -> (state,
     metrics)`` is one jitted training step; ``policy_apply(params, obs) -> action``.
+    Levels driven by ``fixed_rules`` (a frozen child) are part of the env, not trained.
     """
     env.check_params(env_params)
-    p_init, p_apply = make_policy(env, config.hidden)
+    p_init, p_apply = make_policy(env, config.hidden, config.learn_perception)
     schedule = optax.piecewise_constant_schedule(config.lr, {config.lr_boundary: config.lr_final / config.lr})
     chain = []
     if config.grad == "clip":
         chain.append(optax.clip_by_global_norm(config.clip_norm))
     chain.append(optax.adam(schedule))
     opt = optax.chain(*chain)
-    seed = lambda k: env.initial_state(k, env_params)  # noqa: E731
 
+    def policy_step(params, state, k):
+        """One transition; a result still in the child-only phase carries no gradient."""
+        new, *_ = env.transition(k, state, p_apply(params, env.get_obs(state, env_params)), env_params)
+        if env.has_parent:
+            child_only = new.time <= env_params.tau_c
+            new = jax.tree.map(lambda x: jnp.where(child_only, jax.lax.stop_gradient(x), x), new)
+        return new
+
+    def seed(key: Array, params) -> Any:
+        """A fresh world, run through ``warmup_steps`` steps without gradient."""
+        k_init, k_run = jax.random.split(key)
+        state = env.initial_state(k_init, env_params)
+        if config.warmup_steps:
+            frozen = jax.lax.stop_gradient(params)
+            state, _ = jax.lax.scan(
+                lambda s, k: (policy_step(frozen, s, k), None),
+                state,
+                jax.random.split(k_run, config.warmup_steps),
+            )
+        return state
+
+    @jax.jit
     def init(key: Array) -> PoolState:
         k_p, k_s, key = jax.random.split(key, 3)
         params = p_init(k_p)
-        pool = jax.vmap(seed)(jax.random.split(k_s, config.pool_size))
+        pool = jax.vmap(seed, in_axes=(0, None))(jax.random.split(k_s, config.pool_size), params)
         return PoolState(params, opt.init(params), pool, key, jnp.zeros((), jnp.int32))
 
     def rollout_loss(params, batch, n_steps, key):
         def body(state, xs):
             t, k = xs
-            obs = env.get_obs(state, env_params)
-            action = p_apply(params, obs)
-            new, *_ = env.transition(k, state, action, env_params)
+            new = policy_step(params, state, k)
             keep = t < n_steps
             return jax.tree.map(lambda a, b: jnp.where(keep, a, b), new, state), None
 
@@ -153,8 +194,9 @@ def make_pool_trainer(env, env_params, config: PoolConfig = PoolConfig()):
         order = jnp.argsort(-pre)  # worst first
         idx = idx[order]
         batch = jax.tree.map(lambda x: x[order], batch)
-        fresh = seed(k_seed)
-        batch = jax.tree.map(lambda b, s: b.at[0].set(s), batch, fresh)
+        if config.reseed:
+            fresh = jax.vmap(seed, in_axes=(0, None))(jax.random.split(k_seed, config.reseed), state.params)
+            batch = jax.tree.map(lambda b, s: b.at[: config.reseed].set(s), batch, fresh)
         if config.damage:
             cells = batch.grids["cell"]
             hurt = damage_discs(k_dmg, cells[-config.damage :])

@@ -74,3 +74,17 @@ def test_few_iterations_lower_the_loss():
 def test_config_rejects_bad_values(kwargs, match):
     with pytest.raises(ValueError, match=match):
         PoolConfig(**kwargs)
+
+
+def test_reseed_whole_batch_starts_every_rollout_from_the_seed():
+    env, params = hnca_env.make("Grow-v0", grid=(8, 8), target_size=6, fire_rate=0.0)
+    cfg = PoolConfig(pool_size=2, batch_size=2, min_steps=1, max_steps=1, reseed=2, hidden={"cell": 4})
+    init, iteration, _ = make_pool_trainer(env, params, cfg)
+    state = init(jax.random.key(0))
+    state = state.replace(pool=state.pool.replace(grids={"cell": jnp.full((2, 8, 8, 16), 0.5)}))
+    state, _ = iteration(state)
+    seed = np.asarray(env.initial_state(jax.random.key(0), params).grids["cell"])
+    # fresh policy (zero output) and no firing: one step leaves the seed as it was
+    np.testing.assert_array_equal(np.asarray(state.pool.grids["cell"]), np.stack([seed, seed]))
+    with pytest.raises(ValueError, match="reseed must be in"):
+        PoolConfig(batch_size=4, reseed=3, damage=2)
