@@ -4,6 +4,8 @@
 ``hnca info ID``               print an env's card: levels, shapes, params
 ``hnca train [options]``       gradient pool training; with no options, the embedded quick
                                default (Grow-v0, 32×32 heart, a few minutes on 2 CPU cores)
+``hnca train --resume DIR``    continue a run from its newest complete checkpoint
+``hnca eval --run DIR``        the task's success metrics of a run's trained policy
 """
 
 from __future__ import annotations
@@ -69,28 +71,76 @@ def _atomic_write(path: str, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _cmd_train(args) -> int:
-    import jax
-    import numpy as np
+#: Settings a run records in ``config.json`` besides QUICK's (None = the task's default).
+RUN_DEFAULTS = {
+    "tau_c": None,
+    "damage": 0,
+    "reseed": 1,
+    "stage": None,
+    "init_child": None,
+    "learn_perception": False,
+    "remat": True,
+    "lr_boundary": None,
+    "checkpoint_every": 200,
+    "keep": 3,
+    "log_every": 10,
+}
+#: What ``--resume`` may change; every other setting comes from the run's config.json.
+RESUME_MAY_CHANGE = ("iterations", "checkpoint_every", "log_every", "keep")
+
+
+def _load_json(path: str) -> dict:
+    with open(path) as f:
+        return json.load(f)
+
+
+def _build_run(cfg: dict[str, Any]):
+    """The env, its params, the pool settings and the policy of a run's config.
+
+    Returns ``(env, env_params, pool_config, (policy_init, policy_apply))``. Stage ``child``
+    trains the cell level of an H-NCA task alone; stage ``parent`` freezes the child of the run
+    ``init_child`` and trains the coordinators (``agents.two_stage``).
+    """
+    import dataclasses
+
     from flax import serialization
-    from tqdm import tqdm
 
     import hnca_env
-    from agents.pool import PoolConfig, make_pool_trainer
-    from hnca_env import render
-    from hnca_env.rollout import rollout
+    from agents import two_stage
+    from agents.networks import make_policy
+    from agents.pool import PoolConfig
 
-    if args.agent != "pool":
-        print(f"hnca train: agent {args.agent!r} is not available yet (only 'pool')", file=sys.stderr)
-        return 2
-    cfg: dict[str, Any] = dict(QUICK)
-    cfg.update({k: v for k, v in vars(args).items() if k in QUICK and v is not None})
-    os.makedirs(args.out, exist_ok=True)
-    env_kwargs = {"grid": (cfg["grid"], cfg["grid"]), "target": cfg["target"]}
-    if cfg["task"] in ("Grow-v0", "HNCA-Grow-v0"):
-        env_kwargs["target_size"] = cfg["target_size"]
-    env, env_params = hnca_env.make(cfg["task"], **env_kwargs)
+    env_kwargs: dict[str, Any] = {"grid": (cfg["grid"], cfg["grid"])}
+    for k in ("target", "target_size", "tau_c"):
+        if cfg.get(k) is not None:
+            env_kwargs[k] = cfg[k]
+    if cfg.get("learn_perception"):
+        env_kwargs["parent_obs"] = "neighbourhood"
+    stage = cfg.get("stage")
+    if stage == "child":
+        env_kwargs.pop("parent_obs", None)
+        env, env_params = two_stage.child_problem(cfg["task"], **env_kwargs)
+    elif stage == "parent":
+        if not cfg.get("init_child"):
+            raise ValueError("--stage parent needs --init-child RUN (a finished --stage child run)")
+        child_cfg = _load_json(os.path.join(cfg["init_child"], "config.json"))
+        if child_cfg.get("stage") != "child":
+            raise ValueError(f"{cfg['init_child']} is not a --stage child run")
+        c_env, _, _, (c_init, _) = _build_run(child_cfg)
+        import jax
+
+        template = jax.eval_shape(c_init, jax.random.key(0))
+        with open(os.path.join(cfg["init_child"], "params.msgpack"), "rb") as f:
+            child_params = serialization.from_bytes(template, f.read())["cell"]
+        env, env_params = two_stage.with_frozen_child(cfg["task"], child_params, **env_kwargs)
+    elif stage is None:
+        env, env_params = hnca_env.make(cfg["task"], **env_kwargs)
+    else:
+        raise ValueError(f"--stage must be 'child' or 'parent', got {stage!r}")
     hidden = {lvl: cfg["hidden"] if lvl == "cell" else 4 * cfg["hidden"] for lvl in env.agent_levels}
+    learn = ("parent",) if cfg.get("learn_perception") and "parent" in env.agent_levels else ()
+    if cfg.get("learn_perception") and not learn:
+        raise ValueError("--learn-perception needs a task with an acting parent level")
     pool_cfg = PoolConfig(
         pool_size=cfg["pool_size"],
         batch_size=cfg["batch_size"],
@@ -98,73 +148,176 @@ def _cmd_train(args) -> int:
         max_steps=cfg["max_steps"],
         lr=cfg["lr"],
         lr_final=cfg["lr"] / 10,
-        lr_boundary=max(1, cfg["iterations"] * 2 // 3),
+        lr_boundary=cfg["lr_boundary"],
+        damage=cfg["damage"],
+        reseed=cfg["reseed"],
+        remat=cfg["remat"],
         hidden=hidden,
+        learn_perception=learn,
     )
-    init, iteration, policy = make_pool_trainer(env, env_params, pool_cfg)
-    _atomic_write(os.path.join(args.out, "config.json"), json.dumps(cfg, indent=2).encode())
+    if env.has_parent:
+        pool_cfg = dataclasses.replace(pool_cfg, warmup_steps=int(env_params.tau_c))
+    return env, env_params, pool_cfg, make_policy(env, hidden, learn)
 
+
+def _run_config(args) -> dict[str, Any]:
+    """The run's settings: QUICK, then the options given (or, with --resume, the run's own)."""
+    given = {k: v for k, v in vars(args).items() if v is not None and k not in ("func", "command")}
+    if args.resume:
+        path = os.path.join(args.resume, "config.json")
+        if not os.path.exists(path):
+            raise ValueError(f"--resume {args.resume}: no config.json there (not a run directory)")
+        cfg = _load_json(path)
+        fixed = sorted(k for k in given if k in {**QUICK, **RUN_DEFAULTS} and k not in RESUME_MAY_CHANGE)
+        if fixed:
+            raise ValueError(
+                f"--resume takes the run's settings from {path}; only "
+                f"{', '.join('--' + k.replace('_', '-') for k in RESUME_MAY_CHANGE)} may be given "
+                f"(got {', '.join('--' + k.replace('_', '-') for k in fixed)})"
+            )
+        cfg.update({k: given[k] for k in RESUME_MAY_CHANGE if k in given})
+        return cfg
+    cfg = {**QUICK, **RUN_DEFAULTS}
+    cfg.update({k: v for k, v in given.items() if k in cfg})
+    if cfg["lr_boundary"] is None:
+        cfg["lr_boundary"] = max(1, cfg["iterations"] * 2 // 3)
+    if cfg["init_child"]:
+        cfg["init_child"] = os.path.abspath(cfg["init_child"])
+    return cfg
+
+
+def _horizon(env, env_params, cfg) -> int:
+    """Steps of the rollouts a run shows: twice the training horizon, plus τ_c with parents."""
+    return 2 * cfg["max_steps"] + (int(env_params.tau_c) if env.has_parent else 0)
+
+
+def _cmd_train(args) -> int:
+    import jax
+    import numpy as np
+    from flax import serialization
+
+    from agents import artifacts
+    from agents.loop import train_loop
+    from agents.pool import make_pool_trainer
+    from hnca_env import render
+    from hnca_env.rollout import rollout
+
+    if args.agent != "pool":
+        print(f"hnca train: agent {args.agent!r} is not available yet (only 'pool')", file=sys.stderr)
+        return 2
+    cfg = _run_config(args)
+    out = args.resume or args.out
+    env, env_params, pool_cfg, _ = _build_run(cfg)
+    init, iteration, policy = make_pool_trainer(env, env_params, pool_cfg)
+    os.makedirs(out, exist_ok=True)
+    _atomic_write(os.path.join(out, "config.json"), json.dumps(cfg, indent=2).encode())
+
+    what = f"{cfg['task']}" + (f" (stage {cfg['stage']})" if cfg.get("stage") else "")
     print(
-        f"training {cfg['task']} on {env.grid[0]}x{env.grid[1]} ({jax.default_backend()}), "
-        f"{cfg['iterations']} iterations -> {args.out}"
+        f"{'resuming' if args.resume else 'training'} {what} on {env.grid[0]}x{env.grid[1]} "
+        f"({jax.default_backend()}), {cfg['iterations']} iterations -> {out}"
     )
-    state = init(jax.random.key(cfg["seed"]))
-    metrics_path = os.path.join(args.out, "metrics.jsonl")
     t0 = time.perf_counter()
-    history = []
-    with open(metrics_path, "w") as mf, tqdm(total=cfg["iterations"], desc="pool", unit="it") as bar:
-        for i in range(cfg["iterations"]):
-            state, m = iteration(state)
-            if i % args.log_every == 0 or i == cfg["iterations"] - 1:
-                row = {
-                    "iteration": i,
-                    "loss": float(m["loss"]),
-                    "steps": int(m["steps"]),
-                    "lr": float(m["lr"]),
-                    "time": round(time.perf_counter() - t0, 3),
-                }
-                history.append(row)
-                mf.write(json.dumps(row) + "\n")
-                mf.flush()
-                bar.set_postfix(loss=f"{row['loss']:.4f}")
-            bar.update(1)
-    _atomic_write(os.path.join(args.out, "params.msgpack"), serialization.to_bytes(state.params))
+    try:
+        state, history = train_loop(
+            init,
+            iteration,
+            jax.random.key(cfg["seed"]),
+            cfg["iterations"],
+            out=out,
+            log_every=cfg["log_every"],
+            checkpoint_every=cfg["checkpoint_every"],
+            max_to_keep=cfg["keep"],
+            resume=bool(args.resume),
+            desc="pool",
+        )
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; continue with: hnca train --resume {out}", file=sys.stderr)
+        return 130
+    except FileNotFoundError as e:
+        raise ValueError(str(e)) from e
+    _atomic_write(os.path.join(out, "params.msgpack"), serialization.to_bytes(state.params))
 
     def act(key, obs):
         del key
         return policy(state.params, obs)
 
-    steps = 2 * cfg["max_steps"]
+    steps = _horizon(env, env_params, cfg)
     frames = render.rollout_frames(env, act, jax.random.key(1), env_params, steps=steps, scale=4, target=True)
-    gif = render.write_gif(np.asarray(frames), os.path.join(args.out, "rollout.gif"), fps=20)
+    gif = render.write_gif(np.asarray(frames), os.path.join(out, "rollout.gif"), fps=20)
     _, final_state, _ = jax.jit(lambda k: rollout(env, act, k, env_params, steps))(jax.random.key(2))
     final_loss = float(env.loss(final_state, env_params))
+    regen = artifacts.write_regen_gif(
+        env, act, jax.random.key(3), os.path.join(out, "regen.gif"), env_params, steps, 2 * cfg["max_steps"]
+    )
     summary = {
         "final_loss": final_loss,
+        "rollout_steps": steps,
+        "regen_loss": regen,
         "iterations": cfg["iterations"],
-        "train_seconds": round(time.perf_counter() - t0, 1),
+        "train_seconds": history[-1]["time"] if history else 0.0,
+        "seconds_this_invocation": round(time.perf_counter() - t0, 1),
     }
-    _atomic_write(os.path.join(args.out, "summary.json"), json.dumps(summary, indent=2).encode())
-    _plot_loss(history, os.path.join(args.out, "loss.png"))
-    print(f"done: loss after {steps} steps from the seed = {final_loss:.4f}; wrote {metrics_path}, {gif}")
+    _atomic_write(os.path.join(out, "summary.json"), json.dumps(summary, indent=2).encode())
+    artifacts.plot_loss(history, os.path.join(out, "loss.png"), what)
+    print(
+        f"done: loss after {steps} steps from the seed = {final_loss:.4f}; after damage and "
+        f"{2 * cfg['max_steps']} steps of regrowth = {regen['regrown']:.4f}; wrote {out}/"
+        f"{{metrics.jsonl, checkpoints/, params.msgpack, {os.path.basename(gif)}, regen.gif, loss.png}}"
+    )
     return 0
 
 
-def _plot_loss(history, path) -> None:
-    try:
-        import matplotlib
+def _cmd_eval(args) -> int:
+    import jax
+    from flax import serialization
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return
-    fig, ax = plt.subplots(figsize=(5, 3))
-    ax.semilogy([r["iteration"] for r in history], [r["loss"] for r in history])
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("loss (MSE)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    from hnca_env.evaluate import evaluate
+
+    path = os.path.join(args.run, "config.json")
+    if not os.path.exists(path):
+        raise ValueError(f"--run {args.run}: no config.json there (not a run directory)")
+    cfg = _load_json(path)
+    env, env_params, pool_cfg, (p_init, p_apply) = _build_run(cfg)
+    template = jax.eval_shape(p_init, jax.random.key(0))
+    params_path = os.path.join(args.run, "params.msgpack")
+    if os.path.exists(params_path):
+        with open(params_path, "rb") as f:
+            params = serialization.from_bytes(template, f.read())
+        source = "params.msgpack"
+    else:  # an unfinished run: its newest checkpoint
+        from agents.checkpoint import CHECKPOINT_SUBDIR, Checkpointer
+        from agents.pool import make_pool_trainer
+
+        init, _, _ = make_pool_trainer(env, env_params, pool_cfg)
+        try:
+            with Checkpointer(os.path.join(args.run, CHECKPOINT_SUBDIR)) as ck:
+                state, _, step = ck.restore(jax.eval_shape(init, jax.random.key(0)))
+        except FileNotFoundError as e:
+            raise ValueError(f"--run {args.run}: no params.msgpack and {e}") from e
+        params = state.params
+        source = f"checkpoint {step}"
+
+    def act(key, obs):
+        del key
+        return p_apply(params, obs)
+
+    steps = args.steps
+    metrics = evaluate(env, act, jax.random.key(args.seed), env_params, n_worlds=args.worlds, steps=steps)
+    record = {
+        "task": cfg["task"],
+        "stage": cfg.get("stage"),
+        "params": source,
+        "n_worlds": args.worlds,
+        "steps": steps if steps is not None else int(env_params.max_steps_in_episode),
+        "seed": args.seed,
+        "metrics": metrics,
+    }
+    _atomic_write(os.path.join(args.run, "eval.json"), json.dumps(record, indent=2).encode())
+    print(f"{cfg['task']} ({source}, {args.worlds} worlds, {record['steps']} steps):")
+    for name, v in metrics.items():
+        print(f"  {name}: {v:.6g}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -177,20 +330,51 @@ def build_parser() -> argparse.ArgumentParser:
     tr = sub.add_parser("train", help="train agents (default: the embedded quick Grow run)")
     tr.add_argument("--task", help=f"env id (default {QUICK['task']})")
     tr.add_argument("--agent", default="pool", help="training method: pool")
-    tr.add_argument("--iterations", type=int)
-    tr.add_argument("--out", default="runs/quickstart")
+    tr.add_argument(
+        "--iterations", type=int, help=f"total training iterations (default {QUICK['iterations']})"
+    )
+    tr.add_argument("--out", default="runs/quickstart", help="run directory (default runs/quickstart)")
+    tr.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its newest checkpoint")
     tr.add_argument("--grid", type=int, help="grid side in cells")
     tr.add_argument("--target", help="target shape name or RGBA PNG path")
-    tr.add_argument("--target-size", dest="target_size", type=int)
+    tr.add_argument("--target-size", dest="target_size", type=int, help="target side in cells")
+    tr.add_argument("--tau-c", dest="tau_c", type=int, help="child-only steps before the parents start")
     tr.add_argument("--pool-size", dest="pool_size", type=int)
     tr.add_argument("--batch-size", dest="batch_size", type=int)
     tr.add_argument("--min-steps", dest="min_steps", type=int)
     tr.add_argument("--max-steps", dest="max_steps", type=int)
-    tr.add_argument("--hidden", type=int)
-    tr.add_argument("--lr", type=float)
+    tr.add_argument("--hidden", type=int, help="hidden width of the cells (parents: 4x)")
+    tr.add_argument("--lr", type=float, help="Adam learning rate (÷10 after 2/3 of the iterations)")
+    tr.add_argument("--damage", type=int, help="damage the K best samples of each batch (regeneration)")
+    tr.add_argument("--reseed", type=int, help="re-seed the K worst samples of each batch (default 1)")
+    tr.add_argument(
+        "--no-remat", dest="remat", action="store_const", const=False, help="no jax.checkpoint per step"
+    )
+    tr.add_argument("--stage", choices=("child", "parent"), help="two-stage H-NCA training: which stage")
+    tr.add_argument("--init-child", dest="init_child", metavar="RUN", help="--stage parent: the child run")
+    tr.add_argument(
+        "--learn-perception",
+        dest="learn_perception",
+        action="store_const",
+        const=True,
+        help="parents learn their 3x3 perception kernels (raw neighbourhood observation)",
+    )
     tr.add_argument("--seed", type=int)
-    tr.add_argument("--log-every", dest="log_every", type=int, default=10)
+    tr.add_argument("--log-every", dest="log_every", type=int, help="metrics.jsonl every N iterations (10)")
+    tr.add_argument(
+        "--checkpoint-every",
+        dest="checkpoint_every",
+        type=int,
+        help="Orbax checkpoint every K iterations (200; 0 off)",
+    )
+    tr.add_argument("--keep", type=int, help="checkpoints kept (3)")
     tr.set_defaults(func=_cmd_train)
+    ev = sub.add_parser("eval", help="the task's metrics of a trained run (writes DIR/eval.json)")
+    ev.add_argument("--run", required=True, metavar="DIR", help="a run directory of hnca train")
+    ev.add_argument("--worlds", type=int, default=32, help="worlds averaged over (32)")
+    ev.add_argument("--steps", type=int, help="rollout steps (default: the episode length)")
+    ev.add_argument("--seed", type=int, default=0)
+    ev.set_defaults(func=_cmd_eval)
     return parser
 
 

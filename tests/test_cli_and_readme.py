@@ -4,6 +4,7 @@ import json
 import pathlib
 import re
 
+import numpy as np
 import pytest
 
 import hnca_env
@@ -23,17 +24,76 @@ def test_hnca_info(capsys):
     assert "level 'parent': agents (32, 32), obs 60, action 21" in out
 
 
-def test_hnca_train_tiny_run_writes_outputs(tmp_path):
-    out = tmp_path / "run"
-    args = ["train", "--iterations", "3", "--grid", "12", "--target-size", "8", "--pool-size", "8"]
-    args += ["--min-steps", "2", "--max-steps", "3", "--hidden", "8", "--out", str(out), "--log-every", "1"]
-    assert main(args) == 0
+TINY = ["--grid", "12", "--target-size", "8", "--pool-size", "8", "--min-steps", "2", "--max-steps", "3"]
+TINY += ["--hidden", "8", "--log-every", "1", "--checkpoint-every", "2"]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """One finished 4-iteration run of `hnca train`, shared by the tests below."""
+    out = tmp_path_factory.mktemp("cli") / "run"
+    assert main(["train", "--iterations", "4", "--out", str(out), *TINY]) == 0
+    return out
+
+
+def test_hnca_train_tiny_run_writes_outputs(tiny_run):
+    out = tiny_run
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert [r["iteration"] for r in rows] == [0, 1, 2]
+    assert [r["iteration"] for r in rows] == [0, 1, 2, 3]
     assert all({"iteration", "loss", "time"} <= set(r) for r in rows)
-    for name in ("rollout.gif", "params.msgpack", "config.json", "summary.json"):
+    for name in ("rollout.gif", "regen.gif", "loss.png", "params.msgpack", "config.json", "summary.json"):
         assert (out / name).stat().st_size > 0
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["2", "4"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["regen_loss"]) == {"grown", "damaged", "regrown"}
     assert not list(out.glob("*.tmp"))
+
+
+def test_hnca_train_resume_equals_uninterrupted(tiny_run, tmp_path, monkeypatch):
+    import agents.pool
+
+    real = agents.pool.make_pool_trainer
+
+    def crashing(*a, **k):  # the process dies during iteration 3 (after the checkpoint at 2)
+        init, iteration, apply = real(*a, **k)
+
+        def it(state):
+            if int(state.iteration) == 3:
+                raise RuntimeError("killed")
+            return iteration(state)
+
+        return init, it, apply
+
+    out = tmp_path / "run"
+    monkeypatch.setattr(agents.pool, "make_pool_trainer", crashing)
+    with pytest.raises(RuntimeError, match="killed"):
+        main(["train", "--iterations", "4", "--out", str(out), *TINY])
+    monkeypatch.setattr(agents.pool, "make_pool_trainer", real)
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 3
+    assert main(["train", "--resume", str(out)]) == 0
+
+    def rows(d):
+        return [{k: v for k, v in json.loads(x).items() if k != "time"} for x in (d / "metrics.jsonl").open()]
+
+    assert rows(out) == rows(tiny_run)  # iteration 2 logged once, numbers identical
+    assert (out / "params.msgpack").read_bytes() == (tiny_run / "params.msgpack").read_bytes()
+    s_a, s_b = (json.loads((d / "summary.json").read_text()) for d in (tiny_run, out))
+    assert s_a["final_loss"] == s_b["final_loss"] and s_a["regen_loss"] == s_b["regen_loss"]
+
+
+def test_hnca_resume_refuses_new_settings(tiny_run, capsys):
+    assert main(["train", "--resume", str(tiny_run), "--grid", "16"]) == 2
+    assert "only --iterations" in capsys.readouterr().err
+    assert main(["train", "--resume", str(tiny_run.parent / "nothing")]) == 2
+
+
+def test_hnca_eval_prints_the_task_metrics(tiny_run, capsys):
+    assert main(["eval", "--run", str(tiny_run), "--worlds", "2", "--steps", "5"]) == 0
+    out = capsys.readouterr().out
+    record = json.loads((tiny_run / "eval.json").read_text())
+    assert record["n_worlds"] == 2 and record["steps"] == 5 and record["params"] == "params.msgpack"
+    assert "mse" in record["metrics"] and np.isfinite(record["metrics"]["mse"])
+    assert f"mse: {record['metrics']['mse']:.6g}" in out
 
 
 def test_hnca_errors_are_clear(capsys):
