@@ -52,6 +52,7 @@ from gymnax.environments import environment, spaces
 from hnca_env import physics
 from hnca_env import rewards as rewards_lib
 from hnca_env.tasks.base import Task
+from hnca_env.tasks.base import is_concrete as _is_concrete
 
 Array = jax.Array
 
@@ -121,10 +122,6 @@ class LevelDict(spaces.Dict):
         for k, space in self.spaces.items():
             ok = ok & space.contains(x[k] if isinstance(x, Mapping) else getattr(x, k))
         return ok
-
-
-def _is_concrete(x) -> bool:
-    return not any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(x))
 
 
 class HNCAEnv(environment.Environment):
@@ -387,6 +384,7 @@ class HNCAEnv(environment.Environment):
         for lvl in self.fixed_rules:
             if lvl not in (params.rule_params or {}):
                 raise ValueError(f"params.rule_params lacks the parameters of fixed level {lvl!r}")
+        self.task.check_params(params, self)
         if not _is_concrete(params):
             return
         for lvl, p in params.fire_rate.items():
@@ -637,7 +635,8 @@ class HNCAEnv(environment.Environment):
                 )
                 parts = [own, physics.sensor(cells, self.cluster)]
             if lvl in extra:
-                parts.append(extra[lvl])
+                x = jnp.asarray(extra[lvl], jnp.float32)  # (D,) is broadcast over the level's grid
+                parts.append(jnp.broadcast_to(x, (*self.grid_shape(lvl), x.shape[-1])))
             obs[lvl] = parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=-1)
         return obs
 

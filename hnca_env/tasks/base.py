@@ -77,6 +77,11 @@ class Task:
         del state
         return params.target
 
+    def check_params(self, params: Any, env: Any) -> None:
+        """Raise ``ValueError`` naming a bad task number in ``params`` (shapes always; values
+        only when concrete). Called by ``env.check_params``."""
+        del params, env
+
     # ------------------------------------------------------------------ dynamics hooks
     def init(self, key: Array, cells: Array, params: Any) -> tuple[Array, Any]:
         """Start cells ``(H, W, C)`` (given the env's seed) and the task state (a pytree)."""
@@ -103,7 +108,8 @@ class Task:
         return {}
 
     def extra_obs(self, state: Any, params: Any) -> dict[str, Array]:
-        """Task inputs per level, ``{level: (H_l, W_l, D)}`` (none here)."""
+        """Task inputs per level, ``{level: (H_l, W_l, D)}`` or ``(D,)`` (the same for every
+        agent of the level; the env broadcasts it). None here."""
         del state, params
         return {}
 
@@ -134,7 +140,14 @@ class Task:
         return jnp.clip(rgb, 0.0, 1.0)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(target={self.target_spec!r}, visible={self.visible})"
+        spec = self.target_spec
+        spec = repr(spec) if isinstance(spec, str) or spec is None else f"<array {np.shape(spec)}>"
+        return f"{type(self).__name__}(target={spec}, visible={self.visible})"
+
+
+def is_concrete(x: Any) -> bool:
+    """Whether a pytree holds no tracers (its values can be checked on the host)."""
+    return not any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(x))
 
 
 def time_index(trace_len: int, t: Array) -> Array:

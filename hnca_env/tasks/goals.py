@@ -1,0 +1,169 @@
+"""Goal switching: only the coordinators know the goal; the children must form its target.
+
+A coordination task built on the H-NCA structure (Pande & Grattarola, ALIFE 2023): the goal id
+is a task input of the coordinator level alone, so the children can only learn it through the
+coordinators' broadcast. The goal changes during the episode (``switch_times``) to a different
+one, drawn at random; the pattern must follow.
+
+``HNCA-GoalSwitch-v0`` — children 32×32×12 (RGB + 9 signal channels), coordinators 8×8×12
+over 4×4 clusters, H-NCA perception, fire rate 0.5, no alive mask, U[0, 1) noise seed, the
+coordinators start at once (τ_c = 0). Three goals (``disc``, ``square``, ``cross`` drawn as
+RGB on black; any list of shape names, PNG paths or ``(H, W, 3)`` arrays with ``goals=``).
+The first goal is drawn at reset, the switch comes at step 96, the episode ends at 192.
+
+Card
+----
+Observation: children: their perception, nothing else; coordinators: their perception, the
+    sensed cluster mean, and the goal one-hot (``G`` channels, the task input).
+Action: child update ``(H, W, 12)``; coordinator update + 9-channel broadcast.
+Reward: ``local`` (minus the child's RGB squared error to the current goal's target), ``team``,
+    ``improvement`` (the error drop is counted against the goal in force after the step).
+Termination: none; truncated at 192 steps.
+Success metrics (per switch, averaged over the switches that happen): ``mse_before_switch``
+    (the step before the switch, against the old goal), ``mse_after_switch`` (the last step of
+    the new goal's segment), ``steps_to_recover`` (steps after the switch until the error first
+    falls to ``recover_tol`` = 0.02; the segment length if it never does), ``recovered``
+    (fraction of switches recovered), and ``mse`` (final).
+Reference: none published; a new benchmark of this suite.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from hnca_env.env import HNCAEnv
+from hnca_env.registry import register
+from hnca_env.tasks.base import Task, is_concrete
+
+Array = jax.Array
+
+
+class GoalSwitchTask(Task):
+    """``G`` targets in ``task_params["targets"]``; ``EnvState.task = {"goal": int32}``."""
+
+    name = "goal_switch"
+
+    def __init__(self, goals: Sequence[Any], size: int | None = None):
+        super().__init__(goals[0] if len(goals) else None, visible=3, size=size)
+        if len(goals) < 2:
+            raise ValueError(f"goal switching needs at least 2 goals, got {len(goals)}")
+        self.goals = tuple(goals)
+        self.n_goals = len(goals)
+
+    def goal_targets(self, grid: tuple[int, int]) -> np.ndarray:
+        return np.stack([self.target_array(g, grid) for g in self.goals])
+
+    def check_params(self, params, env) -> None:
+        tp = params.task_params
+        if not isinstance(tp, dict) or not {"targets", "switch_times", "recover_tol"} <= set(tp):
+            raise ValueError(
+                "params.task_params must be a dict with 'targets', 'switch_times', 'recover_tol'"
+            )
+        want = (self.n_goals, *env.grid, 3)
+        if jnp.shape(tp["targets"])[-4:] != want:
+            raise ValueError(
+                f"task_params['targets'] has shape {jnp.shape(tp['targets'])}, expected {want} "
+                "(the number of goals is structure: set it with goals=[...] in make)"
+            )
+        if is_concrete(tp) and not np.issubdtype(np.asarray(tp["switch_times"]).dtype, np.integer):
+            raise ValueError("task_params['switch_times'] must be integers (-1 = unused slot)")
+
+    def init(self, key, cells, params):
+        return cells, {"goal": jax.random.randint(key, (), 0, self.n_goals)}
+
+    def post_step(self, key, state, next_state, params):
+        switch = jnp.any(params.task_params["switch_times"] == next_state.time)
+        other = (state.task["goal"] + jax.random.randint(key, (), 1, self.n_goals)) % self.n_goals
+        goal = jnp.where(switch, other, state.task["goal"])
+        return next_state.replace(task={"goal": goal})
+
+    def current_target(self, state, params):
+        return params.task_params["targets"][state.task["goal"]]
+
+    def extra_obs_dims(self):
+        return {"parent": self.n_goals}
+
+    def extra_obs(self, state, params):
+        one_hot = jax.nn.one_hot(state.task["goal"], self.n_goals, dtype=jnp.float32)
+        return {"parent": one_hot}  # broadcast over the coordinator grid by the env
+
+    def trace(self, state, params):
+        return {"mse": jnp.mean(self.error_map(state, params)), "goal": state.task["goal"]}
+
+    def summarize(self, trace, params):
+        mse = trace["mse"]
+        n = mse.shape[0]
+        t = jnp.arange(n)
+        times = jnp.sort(jnp.atleast_1d(params.task_params["switch_times"]))
+        valid = (times >= 1) & (times < n)
+        ends = jnp.concatenate([times[1:], jnp.array([n], times.dtype)])
+        ends = jnp.where((ends >= 1) & (ends < n) & (ends > times), ends, n)  # next switch or the end
+        tol = params.task_params["recover_tol"]
+
+        def one(start, end):
+            seg = (t >= start) & (t < end)
+            ok = seg & (mse <= tol)
+            first = jnp.min(jnp.where(ok, t, n))
+            before = mse[jnp.clip(start - 1, 0, n - 1)]
+            after = mse[jnp.clip(end - 1, 0, n - 1)]
+            return before, after, jnp.minimum(first, end) - start, first < end
+
+        before, after, steps, rec = jax.vmap(one)(times, ends)
+        count = jnp.maximum(jnp.sum(valid), 1)
+        nan = jnp.float32(jnp.nan)
+        any_valid = jnp.any(valid)
+
+        def avg(x):
+            return jnp.where(any_valid, jnp.sum(jnp.where(valid, x, 0.0)) / count, nan)
+
+        return {
+            "mse": mse[-1],
+            "mse_before_switch": avg(before),
+            "mse_after_switch": avg(after),
+            "steps_to_recover": avg(steps.astype(jnp.float32)),
+            "recovered": avg(rec.astype(jnp.float32)),
+        }
+
+
+def goal_switch(
+    grid: tuple[int, int] = (32, 32),
+    goals: Sequence[Any] = ("disc", "square", "cross"),
+    target_size: int | None = None,
+    switch_times: Sequence[int] = (96,),
+    **kwargs: Any,
+) -> HNCAEnv:
+    """Goal-switching env; ``goals``: shape names, PNG paths or ``(H, W, 3)`` arrays;
+    ``switch_times``: steps at which the goal changes (their number is structure)."""
+    kwargs.setdefault("channels", 12)
+    kwargs.setdefault("perception", ("identity", "sobel_x", "sobel_y", "laplacian"))
+    kwargs.setdefault("sobel_scale", 1.0)
+    kwargs.setdefault("alive", False)
+    kwargs.setdefault("parent", True)
+    kwargs.setdefault("cluster", 4)
+    kwargs.setdefault("parent_channels", 12)
+    kwargs.setdefault("signals", 9)
+    kwargs.setdefault("name", "HNCA-GoalSwitch-v0")
+    grid = tuple(grid)
+    task = GoalSwitchTask(list(goals), size=target_size)
+    targets = task.goal_targets(grid)
+    overrides = {
+        "seed": "noise",
+        "tau_c": 0,
+        "max_steps_in_episode": 192,
+        "target": targets[0],
+        "task_params": {
+            "targets": jnp.asarray(targets),
+            "switch_times": jnp.asarray(switch_times, jnp.int32).reshape(-1),
+            "recover_tol": jnp.float32(0.02),
+        },
+        **(kwargs.pop("default_overrides", None) or {}),
+    }
+    return HNCAEnv(grid=grid, task=task, default_overrides=overrides, **kwargs)
+
+
+register("HNCA-GoalSwitch-v0", goal_switch)

@@ -1,0 +1,202 @@
+"""H-NCA Metamorphosis: the children start in pattern A; the coordinators must turn it into B.
+
+After Pande & Grattarola, "Hierarchical Neural Cellular Automata" (ALIFE 2023; reference code
+RituPande/hnca). In the reference, a child NCA is pretrained to grow pattern A and frozen; the
+coordinators (and the sensor/actuator) are then trained so that the children's RGB becomes
+pattern B. The reference's targets are synthetic 128×128 images of circles, rings and
+flower-like patterns; :func:`synthetic_pattern` generates that family.
+
+``HNCA-Metamorphosis-v0`` — both levels act (children learn too). Children 64×64×12 (RGB + 9
+signal channels, the CPU-sized scale; pass ``grid=(128, 128)`` for the reference's),
+coordinators over 4×4 clusters, H-NCA perception, fire rate 0.5, no alive mask. The children
+start with pattern A (``start``) in RGB and zeros elsewhere; the coordinators start at once
+(τ_c = 0) from the sensed children; 64 steps.
+
+``HNCA-Metamorphosis-Fixed-v0`` — the reference setting: the children follow a fixed, given rule
+and only the coordinators act. The default rule is :func:`signal_readout_rule` (each child's
+colour relaxes toward the first three channels of the signal it receives, its signal channels
+leak); pass ``child_rule=(rule_fn, rule_params)`` for another one, e.g. a pretrained child
+network via ``agents.networks.as_fixed_rule``.
+
+Card
+----
+Observation: children: their perception (``(H, W, 4·12)``); coordinators: their perception,
+    the sensed cluster mean and nothing else (``(H/4, W/4, 4·12 + 12)``).
+Action: child update ``(H, W, 12)``; coordinator update + 9-channel broadcast ``(H/4, W/4, 21)``.
+Reward: ``local`` (minus each child's RGB squared error to B; a coordinator gets its cluster's
+    mean), ``team`` or ``improvement``; the loss is the children's RGB MSE to B.
+Termination: none; truncated at 64 steps.
+Success metrics: ``mse`` (final, RGB in [0, 1]) and ``mse_255`` (the same on the 0–255 scale,
+    the reference's unit).
+Reference: minimum MSE 58.8–341 (0–255 scale) on three target pairs at 128×128.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from hnca_env.env import HNCAEnv
+from hnca_env.registry import register
+from hnca_env.tasks.base import Task
+
+Array = jax.Array
+
+#: Kinds of :func:`synthetic_pattern`.
+SYNTHETIC = ("circles", "rings", "flower")
+
+_PALETTES = {
+    "circles": ((0.95, 0.95, 0.9), (0.85, 0.25, 0.2)),
+    "rings": ((0.1, 0.15, 0.35), (0.95, 0.8, 0.2)),
+    "flower": ((0.9, 0.95, 0.85), (0.6, 0.2, 0.65)),
+}
+
+
+def synthetic_pattern(
+    kind: str, grid: tuple[int, int], seed: int = 0, count: int | None = None
+) -> np.ndarray:
+    """A synthetic RGB pattern ``(H, W, 3)`` in [0, 1], covering the whole torus.
+
+    Kinds: ``"circles"`` — ``count`` (default 5) discs of random centres and radii;
+    ``"rings"`` — ``count`` (default 4) concentric rings around the centre; ``"flower"`` — a
+    rose of ``count`` (default 6) petals with a disc at its heart. ``seed`` varies the random
+    parts (centres, radii, phase). Anti-aliased by 4× supersampling; nothing is downloaded.
+    """
+    if kind not in SYNTHETIC:
+        raise ValueError(f"unknown synthetic pattern {kind!r}; known: {SYNTHETIC}")
+    h, w = int(grid[0]), int(grid[1])
+    rng = np.random.default_rng(seed)
+    s = 4
+    y, x = np.meshgrid((np.arange(h * s) + 0.5) / s, (np.arange(w * s) + 0.5) / s, indexing="ij")
+    size = min(h, w)
+    if kind == "circles":
+        n = count or 5
+        m = np.zeros_like(x, bool)
+        for _ in range(n):
+            cy, cx = rng.uniform(0, h), rng.uniform(0, w)
+            r = rng.uniform(0.08, 0.18) * size
+            dy = np.minimum(np.abs(y - cy), h - np.abs(y - cy))  # torus distance
+            dx = np.minimum(np.abs(x - cx), w - np.abs(x - cx))
+            m |= dy**2 + dx**2 < r**2
+    else:
+        dy, dx = y - h / 2, x - w / 2
+        r = np.hypot(dy, dx) / (size / 2)
+        if kind == "rings":
+            n = count or 4
+            m = np.sin(np.pi * 2 * n * r / 2 + rng.uniform(0, 0.5)) > 0
+        else:
+            n = count or 6
+            th = np.arctan2(dy, dx) + rng.uniform(0, np.pi)
+            m = (r < 0.45 + 0.35 * np.cos(n * th)) | (r < 0.2)
+    bg, fg = (np.asarray(c, np.float32) for c in _PALETTES[kind])
+    img = np.where(m[..., None], fg, bg)
+    return img.reshape(h, s, w, s, 3).mean(axis=(1, 3)).astype(np.float32)
+
+
+def _pattern(spec: Any, grid: tuple[int, int], seed: int) -> np.ndarray:
+    if isinstance(spec, str) and spec in SYNTHETIC:
+        return synthetic_pattern(spec, grid, seed)
+    return Task(spec, visible=3).target_array(spec, grid)
+
+
+def signal_readout_rule(
+    rule_params: dict, obs: Array, key: Array, *, channels: int, signal_start: int
+) -> Array:
+    """A fixed child rule driven by the coordinators' broadcast (one world).
+
+    With ``s`` the child's state (the identity part of its perception), the update is
+    ``Δrgb = rate · (s[signals][:3] - s[:3])`` and ``Δsignals = -leak · s[signals]``: each
+    child's colour follows the first three signal channels, and the signal leaks, so a
+    coordinator must keep broadcasting. ``rule_params``: ``rate`` and ``leak`` (numbers in
+    ``EnvParams.rule_params``, vmappable); ``channels`` and ``signal_start`` are structure,
+    bound with ``functools.partial``.
+    """
+    del key
+    c, start = channels, signal_start
+    s = obs[..., :c]  # perception is kernel-major and starts with the identity kernel
+    sig = s[..., start:]
+    d_rgb = rule_params["rate"] * (sig[..., :3] - s[..., :3])
+    pad = jnp.zeros(s.shape[:-1] + (start - 3,), s.dtype)
+    return jnp.concatenate([d_rgb, pad, -rule_params["leak"] * sig], axis=-1)
+
+
+class MetamorphosisTask(Task):
+    """Children's RGB against pattern B; reports the reference's 0–255 MSE too.
+
+    A target may be a :data:`SYNTHETIC` kind (drawn with ``pattern_seed + 1``), a shape name,
+    a PNG path or an array, also when given later as ``make(..., target=...)``."""
+
+    name = "metamorphosis"
+
+    def __init__(self, target: Any, pattern_seed: int = 0):
+        super().__init__(target, visible=3)
+        self.pattern_seed = pattern_seed
+
+    def target_array(self, spec, grid):
+        if isinstance(spec, str) and spec in SYNTHETIC:
+            return synthetic_pattern(spec, grid, self.pattern_seed + 1)
+        return super().target_array(spec, grid)
+
+    def summarize(self, trace, params):
+        mse = trace["mse"][-1]
+        return {"mse": mse, "mse_255": mse * 255.0**2}
+
+
+def metamorphosis(
+    grid: tuple[int, int] = (64, 64),
+    start: Any = "circles",
+    target: Any = "rings",
+    pattern_seed: int = 0,
+    child_rule: Any = "learn",
+    **kwargs: Any,
+) -> HNCAEnv:
+    """Metamorphosis env. ``start``/``target``: a :data:`SYNTHETIC` kind, a shape name, a PNG
+    path or an ``(H, W, 3)`` array. ``child_rule``: ``"learn"`` (children act), ``"readout"``
+    (:func:`signal_readout_rule`) or a ``(rule_fn, rule_params)`` pair."""
+    kwargs.setdefault("channels", 12)
+    kwargs.setdefault("perception", ("identity", "sobel_x", "sobel_y", "laplacian"))
+    kwargs.setdefault("sobel_scale", 1.0)
+    kwargs.setdefault("alive", False)
+    kwargs.setdefault("parent", True)
+    kwargs.setdefault("cluster", 4)
+    kwargs.setdefault("parent_channels", 12)
+    kwargs.setdefault("signals", 9)
+    kwargs.setdefault("name", "HNCA-Metamorphosis-v0")
+    grid = tuple(grid)
+    start_rgb = _pattern(start, grid, pattern_seed)
+    if child_rule == "readout":
+        if kwargs["perception"][0] != "identity":
+            raise ValueError("the readout child rule needs 'identity' as the first perception kernel")
+        if kwargs["signals"] < 3:
+            raise ValueError("the readout child rule needs at least 3 signal channels")
+        rule = partial(
+            signal_readout_rule,
+            channels=kwargs["channels"],
+            signal_start=kwargs["channels"] - kwargs["signals"],
+        )
+        child_rule = (rule, {"rate": jnp.float32(0.5), "leak": jnp.float32(0.5)})
+    if child_rule != "learn":
+        kwargs["fixed_rules"] = {**(kwargs.get("fixed_rules") or {}), "cell": child_rule}
+    seed_state = np.zeros((*grid, kwargs["channels"]), np.float32)
+    seed_state[..., :3] = start_rgb
+    overrides = {
+        "seed": "state",
+        "seed_state": seed_state,
+        "tau_c": 0,
+        "max_steps_in_episode": 64,
+        **(kwargs.pop("default_overrides", None) or {}),
+    }
+    return HNCAEnv(
+        grid=grid, task=MetamorphosisTask(target, pattern_seed), default_overrides=overrides, **kwargs
+    )
+
+
+#: The reference setting: children follow a fixed rule, only coordinators act.
+metamorphosis_fixed = partial(metamorphosis, child_rule="readout", name="HNCA-Metamorphosis-Fixed-v0")
+
+register("HNCA-Metamorphosis-v0", metamorphosis)
+register("HNCA-Metamorphosis-Fixed-v0", metamorphosis_fixed)
