@@ -364,3 +364,43 @@ def test_random_and_zero_policies_evaluate():
     assert set(z) == set(r) == {"all_correct", "cell_accuracy", "mse"}
     with pytest.raises(ValueError, match="n_worlds"):
         evaluate(env, zero_policy(env), jax.random.key(0), params, n_worlds=0)
+
+
+# ------------------------------------------------------------------ rewards on every task
+@pytest.mark.parametrize("name", ["local", "team", "improvement"])
+def test_library_rewards_on_every_task(name):
+    for env_id in sorted(SMALL):
+        env, params = hnca_env.make(env_id, reward=name, **SMALL[env_id])
+        _, s = env.reset(jax.random.key(1), params)
+        act = {lvl: jnp.zeros(sp.shape) for lvl, sp in env.action_space(params).spaces.items()}
+        s2 = env.transition(jax.random.key(2), s, act, params)[0]
+        err = np.asarray(env.task.error_map(s2, params), np.float64)
+        r = {lvl: np.asarray(v) for lvl, v in env._reward_fn(s, act, s2, params).items()}
+        want = {"local": -err, "team": np.full_like(err, -err.mean())}
+        if name == "improvement":
+            want["improvement"] = np.asarray(env.task.error_map(s, params), np.float64) - err
+        np.testing.assert_allclose(r["cell"], want[name], atol=1e-5, err_msg=env_id)
+        if env.has_parent:  # coordinators: the mean over their own cluster
+            k = env.cluster
+            h, w = env.grid
+            cluster = want[name].reshape(h // k, k, w // k, k).mean(axis=(1, 3))
+            np.testing.assert_allclose(r["parent"], cluster, atol=1e-5, err_msg=env_id)
+
+
+def test_rewards_doc_worked_example():
+    import pathlib
+    import re
+
+    text = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "rewards.md").read_text()
+    section = text.split("## Worked example", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    ns: dict = {}
+    exec(compile(code, "docs/rewards.md", "exec"), ns)
+    s, rew = ns["state"], ns["rew"]
+    c = np.asarray(s.grids["cell"][..., 0], np.float64)
+    maj = float(s.task["majority"])
+    nbr = sum(np.roll(c, (dy, dx), (0, 1)) for dy in (-1, 0, 1) for dx in (-1, 0, 1)) / 9
+    want = -((c - maj) ** 2) + 0.1 * -((c - nbr) ** 2)
+    np.testing.assert_allclose(rew["cell"], want, atol=1e-5)
+    np.testing.assert_allclose(rew["parent"], want.reshape(4, 4, 4, 4).mean(axis=(1, 3)), atol=1e-5)
+    assert ns["params_late"].reward_weights == {"local": 1.0, "agreement": 0.0}

@@ -9,16 +9,17 @@ hidden), perception identity + Sobel/8, alive masking at alpha 0.1, a single-cel
 
 ``Persist-v0`` — the same, 288 steps: the pattern must stay, not only appear at step ~96.
 
-``Regenerate-v0`` — the same, 192 steps, with random circular holes (1–2 per event, radius
-7–14 cells: ``damage_holes``, ``damage_radius``, ``damage_times`` in ``EnvParams``) cut at
+``Regenerate-v0`` — the same, 192 steps, with random circular holes (one per event by default, up to two;
+radius 7–14 cells: ``damage_holes``, ``damage_radius``, ``damage_times`` in ``EnvParams``) cut at
 step 96; the pattern must regrow.
 
 ``HNCA-Grow-v0`` — H-NCA mode. Children 128×128×12 (RGB + 9 signal channels), coordinators
 32×32×12 over 4×4 clusters, perception identity/Sobel/Sobel/Laplacian unscaled, fire rate 0.5,
 no alive mask, U[0, 1) noise seed, τ_c = 100 child-only steps, then 200 coupled steps.
 
-Targets: any of the procedural shapes in :mod:`hnca_env.targets` (``target="heart"``;
-``disc`` and ``square`` are the easiest, ``star``, ``smiley`` and ``flower`` the hardest), any
+Targets: any of the procedural shapes in :mod:`hnca_env.targets` (``target="heart"``), from
+convex ones (``disc``, ``square``) to ones with thin or concave parts (``star``, ``flower``,
+``smiley``), any
 RGBA PNG (``target="my.png"``) or array.
 
 Card

@@ -1,0 +1,147 @@
+"""Evaluate policies on every task of the suite and print one table (random and do-nothing first).
+
+Each task's named success metrics come from :func:`hnca_env.evaluate.evaluate_worlds` (its
+``trace``/``summarize``), over ``--worlds`` rollouts of one full episode, at the registered
+default sizes. Rows are policies, columns the headline metric(s) of each task (mean over
+worlds, with the 95% interval of the mean in the JSON); the JSON holds every metric.
+
+Variants evaluated beside the registered defaults: Digits on the held-out split, and Density
+with ρ drawn uniformly in [0, 1] (the default) and with ρ = 0.5 exactly (the unbiased case).
+
+Policies:
+- ``random``: uniform actions in the action box [-1, 1] at every step (a state update of that
+  size every step: the state runs away, which is what a random agent does here);
+- ``zero``: the do-nothing policy (all updates and broadcasts zero).
+
+Later issues add trained policies (pool-trained, PPO) as extra rows: ``POLICIES`` maps a
+name to ``make(env) -> policy(key, obs)``.
+
+Usage::
+
+    python benchmarks/tasks.py                 # all tasks, 32 worlds, full episodes (~10 min on 2 cores)
+    python benchmarks/tasks.py --quick         # small grids, short episodes, 4 worlds
+    python benchmarks/tasks.py --ids Density-v0 Digits-v0 --worlds 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import RESULTS, environment_info, print_header, table, write_json  # noqa: E402
+
+import hnca_env  # noqa: E402
+from hnca_env.evaluate import evaluate_worlds, random_policy, zero_policy  # noqa: E402
+
+#: Rows of the table: name -> (env -> policy).
+POLICIES = {"random": random_policy, "zero": zero_policy}
+
+#: (label, env id, overrides, headline metrics)
+TASKS = [
+    ("Grow", "Grow-v0", {}, ["mse"]),
+    ("Persist", "Persist-v0", {}, ["mse"]),
+    ("Regenerate", "Regenerate-v0", {}, ["mse_after_damage"]),
+    ("HNCA-Grow", "HNCA-Grow-v0", {}, ["mse"]),
+    ("Metamorphosis", "HNCA-Metamorphosis-v0", {}, ["mse_255"]),
+    ("Metamorphosis-Fixed", "HNCA-Metamorphosis-Fixed-v0", {}, ["mse_255"]),
+    ("GoalSwitch", "HNCA-GoalSwitch-v0", {}, ["mse_after_switch", "steps_to_recover"]),
+    ("Digits (test)", "Digits-v0", {"split": "test"}, ["cell_accuracy", "total_agreement"]),
+    ("Density ρ~U[0,1]", "Density-v0", {}, ["all_correct"]),
+    ("Density ρ=0.5", "Density-v0", {"rho": (0.5, 0.5)}, ["all_correct"]),
+    ("Density-Flat ρ~U[0,1]", "Density-Flat-v0", {}, ["all_correct"]),
+    ("Locomotion", "HNCA-Locomotion-v0", {}, ["centre_error"]),
+]
+
+#: Small settings for --quick (the same ones the conformance test uses).
+QUICK = {
+    "Grow-v0": dict(grid=(16, 16), target_size=10, max_steps_in_episode=8),
+    "Persist-v0": dict(grid=(16, 16), target_size=10, max_steps_in_episode=8),
+    "Regenerate-v0": dict(grid=(16, 16), target_size=10, max_steps_in_episode=8, damage_times=[4]),
+    "HNCA-Grow-v0": dict(grid=(16, 16), tau_c=2, max_steps_in_episode=8),
+    "HNCA-Metamorphosis-v0": dict(grid=(16, 16), max_steps_in_episode=8),
+    "HNCA-Metamorphosis-Fixed-v0": dict(grid=(16, 16), max_steps_in_episode=8),
+    "HNCA-GoalSwitch-v0": dict(grid=(16, 16), switch_times=(4,), max_steps_in_episode=8),
+    "Digits-v0": dict(max_steps_in_episode=8),
+    "Density-v0": dict(grid=(16, 16), max_steps_in_episode=8),
+    "Density-Flat-v0": dict(grid=(16, 16), max_steps_in_episode=8),
+    "HNCA-Locomotion-v0": dict(grid=(16, 16), target_size=8, max_steps_in_episode=8),
+}
+
+
+def _interval(v: np.ndarray) -> float:
+    """Half-width of the 95% normal interval of the mean (0 for one world)."""
+    v = v[np.isfinite(v)]
+    return float(1.96 * v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--worlds", type=int, default=32)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--ids", nargs="*", help="only these env ids")
+    ap.add_argument("--policies", nargs="*", default=list(POLICIES), choices=list(POLICIES))
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default=str(RESULTS / "tasks.json"))
+    args = ap.parse_args(argv)
+    worlds = 4 if args.quick and args.worlds == 32 else args.worlds
+    info = environment_info()
+    print_header(info)
+
+    results = []
+    for label, env_id, overrides, headline in TASKS:
+        if args.ids and env_id not in args.ids:
+            continue
+        opts = {**(QUICK[env_id] if args.quick else {}), **overrides}
+        env, params = hnca_env.make(env_id, **opts)
+        for name in args.policies:
+            t0 = time.perf_counter()
+            per_world = evaluate_worlds(
+                env, POLICIES[name](env), jax.random.key(args.seed), params, n_worlds=worlds
+            )
+            per_world = {k: np.asarray(v, np.float64) for k, v in per_world.items()}
+            seconds = time.perf_counter() - t0
+            metrics = {k: float(np.nanmean(v)) for k, v in per_world.items()}
+            results.append(
+                {
+                    "task": label,
+                    "env_id": env_id,
+                    "overrides": {k: str(v) for k, v in opts.items()},
+                    "policy": name,
+                    "worlds": worlds,
+                    "steps": int(params.max_steps_in_episode),
+                    "metrics": metrics,
+                    "interval95": {k: _interval(v) for k, v in per_world.items()},
+                    "headline": headline,
+                    "seconds": seconds,
+                }
+            )
+            shown = ", ".join(f"{k} {metrics[k]:.4g}" for k in headline)
+            print(f"{label:24s} {name:8s} {shown}   ({seconds:.1f} s incl. compile)", flush=True)
+
+    columns = [(r["task"], m) for r in results if r["policy"] == args.policies[0] for m in r["headline"]]
+    rows = []
+    for name in args.policies:
+        by_task = {r["task"]: r for r in results if r["policy"] == name}
+        rows.append([name] + [f"{by_task[t]['metrics'][m]:.4g}" for t, m in columns])
+    print()
+    print(table(["policy"] + [f"{t}: {m}" for t, m in columns], rows))
+    write_json(
+        Path(args.out),
+        {
+            "environment": info,
+            "config": {"worlds": worlds, "quick": args.quick, "seed": args.seed},
+            "results": results,
+        },
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
