@@ -499,7 +499,7 @@ class HNCAEnv(environment.Environment):
             return jnp.zeros((h, w, c), jnp.float32).at[h // 2, w // 2, 3:].set(1.0)
 
         def noise(k):
-            return jax.random.uniform(k, (h, w, c), jnp.float32)
+            return physics.hash_uniform(k, (h, w, c))  # cheap: auto-reset draws it every step
 
         def given(_):
             return jnp.asarray(params.seed_state, jnp.float32)

@@ -137,6 +137,31 @@ def neighbourhood(x: Array) -> Array:
     return jnp.concatenate([_shift(xp, i, j, h, w) for i in range(3) for j in range(3)], -1)
 
 
+def _lowbias32(x: Array) -> Array:
+    """A 32-bit integer mixing hash (C. Wellons' "lowbias32"): a few multiply/xor-shifts."""
+    x = x ^ (x >> 16)
+    x = x * jnp.uint32(0x7FEB352D)
+    x = x ^ (x >> 15)
+    x = x * jnp.uint32(0x846CA68B)
+    return x ^ (x >> 16)
+
+
+def hash_uniform(key: Array, shape: tuple[int, ...]) -> Array:
+    """U[0, 1) float32 noise of ``shape`` from one key: a keyed integer hash of the index.
+
+    For seeds drawn at every reset: under ``vmap`` gymnax-style auto-reset computes a reset on
+    every step, and ``jax.random.uniform`` (threefry) of a 128×128×12 seed cost 7× more than
+    this on the CPU (benchmarks/). One threefry draw gives the 32-bit key; each element is
+    ``hash(hash(index) ^ key)``, 24 bits of mantissa. Deterministic per key; not for
+    cryptography, and not bit-equal to ``jax.random.uniform``.
+    """
+    seed = jax.random.bits(key, (), jnp.uint32)
+    size = int(np.prod(shape)) if shape else 1
+    idx = jax.lax.iota(jnp.uint32, size).reshape(shape)
+    x = _lowbias32(_lowbias32(idx) ^ seed)
+    return (x >> 8).astype(jnp.float32) * jnp.float32(2.0**-24)
+
+
 def fire_mask(key: Array, shape: tuple[int, int], fire_rate: float | Array) -> Array:
     """Per-cell Bernoulli(fire_rate) update mask, float32 ``(H, W, 1)``."""
     return jax.random.bernoulli(key, fire_rate, shape).astype(jnp.float32)[..., None]

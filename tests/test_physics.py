@@ -134,3 +134,17 @@ def test_circle_mask_wraps():
     m = np.asarray(physics.circle_mask((10, 10), jnp.array([0, 0]), 1.5))
     assert m[0, 0] and m[9, 9] and m[1, 9] and not m[5, 5]
     assert m.sum() == 9
+
+
+def test_hash_uniform_statistics_and_determinism():
+    k = jax.random.key(0)
+    u = np.asarray(physics.hash_uniform(k, (64, 64, 12)), np.float64)
+    assert u.dtype == np.float64 and u.shape == (64, 64, 12)
+    assert 0.0 <= u.min() and u.max() < 1.0
+    assert abs(u.mean() - 0.5) < 0.01 and abs(u.std() - np.sqrt(1 / 12)) < 0.01
+    np.testing.assert_array_equal(u, np.asarray(physics.hash_uniform(k, (64, 64, 12))))
+    v = np.asarray(physics.hash_uniform(jax.random.key(1), (64, 64, 12)), np.float64)
+    assert abs(np.corrcoef(u.ravel(), v.ravel())[0, 1]) < 0.02  # other keys: uncorrelated
+    assert abs(np.corrcoef(u.ravel()[:-1], u.ravel()[1:])[0, 1]) < 0.02  # neighbours too
+    hist = np.histogram(u, bins=16, range=(0, 1))[0] / u.size
+    np.testing.assert_allclose(hist, 1 / 16, atol=0.005)

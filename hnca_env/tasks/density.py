@@ -38,6 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hnca_env import physics
 from hnca_env.env import HNCAEnv
 from hnca_env.registry import register
 from hnca_env.tasks.base import Task, is_concrete
@@ -69,7 +70,7 @@ class DensityTask(Task):
         k_rho, k_field = jax.random.split(key)
         lo, hi = params.task_params["rho"][0], params.task_params["rho"][1]
         rho = jax.random.uniform(k_rho, (), minval=lo, maxval=hi)
-        field = (jax.random.uniform(k_field, cells.shape[:2]) < rho).astype(jnp.float32)
+        field = (physics.hash_uniform(k_field, cells.shape[:2]) < rho).astype(jnp.float32)
         n = field.size
         ones = jnp.sum(field)
         field = field.at[0, 0].set(jnp.where(2 * ones == n, 1.0 - field[0, 0], field[0, 0]))  # no ties
