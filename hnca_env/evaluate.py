@@ -21,6 +21,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from hnca_env import sharding
 from hnca_env.rollout import rollout
 
 Array = jax.Array
@@ -28,9 +29,20 @@ Policy = Callable[[Array, dict], dict]
 
 
 def evaluate_worlds(
-    env, policy: Policy, key: Array, params=None, *, n_worlds: int = 32, steps: int | None = None
+    env,
+    policy: Policy,
+    key: Array,
+    params=None,
+    *,
+    n_worlds: int = 32,
+    steps: int | None = None,
+    mesh=None,
 ) -> dict[str, Array]:
-    """Per-world metrics ``{name: (n_worlds,)}`` (jitted; ``policy(key, obs)`` acts in one world)."""
+    """Per-world metrics ``{name: (n_worlds,)}`` (jitted; ``policy(key, obs)`` acts in one world).
+
+    ``mesh``: a :func:`hnca_env.sharding.world_mesh` to spread the worlds over its devices
+    (``n_worlds`` a multiple of the device count); the numbers are the same.
+    """
     params = env.default_params if params is None else params
     env.check_params(params)
     if isinstance(n_worlds, bool) or not isinstance(n_worlds, int) or n_worlds < 1:
@@ -43,15 +55,24 @@ def evaluate_worlds(
         _, _, trace = rollout(env, policy, k, params, steps, record=lambda s: env.task.trace(s, params))
         return env.task.summarize(trace, params)
 
-    return jax.jit(jax.vmap(one))(jax.random.split(key, n_worlds))
+    keys = sharding.shard_worlds(jax.random.split(key, n_worlds), mesh)
+    return jax.jit(lambda ks: sharding.constrain_worlds(jax.vmap(one)(ks), mesh))(keys)
 
 
 def evaluate(
-    env, policy: Policy, key: Array, params=None, *, n_worlds: int = 32, steps: int | None = None
+    env,
+    policy: Policy,
+    key: Array,
+    params=None,
+    *,
+    n_worlds: int = 32,
+    steps: int | None = None,
+    mesh=None,
 ) -> dict[str, float]:
     """The task's named success metrics, each averaged over ``n_worlds`` rollouts of ``steps``
-    (default: the episode length ``params.max_steps_in_episode``)."""
-    per_world = evaluate_worlds(env, policy, key, params, n_worlds=n_worlds, steps=steps)
+    (default: the episode length ``params.max_steps_in_episode``); ``mesh`` as for
+    :func:`evaluate_worlds`."""
+    per_world = evaluate_worlds(env, policy, key, params, n_worlds=n_worlds, steps=steps, mesh=mesh)
     return {name: float(jnp.mean(v)) for name, v in per_world.items()}
 
 

@@ -1,0 +1,88 @@
+"""Sharding the worlds axis over devices gives the same numbers as one device.
+
+The check runs in a subprocess with ``XLA_FLAGS=--xla_force_host_platform_device_count=4``
+(the flag must be set before JAX starts), on CPU.
+"""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from hnca_env import sharding
+
+SCRIPT = textwrap.dedent(
+    """
+    import jax, jax.numpy as jnp, numpy as np
+    import hnca_env
+    from hnca_env import sharding
+    from hnca_env.evaluate import evaluate_worlds, random_policy
+    from agents.pool import PoolConfig, make_pool_trainer
+
+    assert jax.device_count() == 4, jax.devices()
+    mesh = sharding.world_mesh()
+    env, params = hnca_env.make("HNCA-Grow-v0", grid=(16, 16), tau_c=2, max_steps_in_episode=5)
+    policy = random_policy(env, 0.1)
+
+    # 1. vmapped reset + scanned steps (with auto-reset), sharded vs not
+    def run(keys):
+        obs, state = jax.vmap(env.reset, in_axes=(0, None))(keys, params)
+        def body(carry, k):
+            obs, state = carry
+            ks = jax.random.split(k, keys.shape[0])
+            act = jax.vmap(policy)(ks, obs)
+            obs, state, rew, term, trunc, info = jax.vmap(env.step, in_axes=(0, 0, 0, None))(ks, state, act, params)
+            return (obs, state), rew["cell"].mean(axis=(1, 2))
+        (obs, state), rews = jax.lax.scan(body, (obs, state), jax.random.split(keys[0], 8))
+        return state, rews
+    keys = jax.random.split(jax.random.key(0), 8)
+    plain = jax.jit(run)(keys)
+    sharded = jax.jit(run)(sharding.shard_worlds(keys, mesh))
+    cells = sharded[0].grids["cell"]
+    assert len(cells.sharding.device_set) == 4, cells.sharding
+    for a, b in zip(jax.tree.leaves(plain), jax.tree.leaves(sharded)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
+
+    # 2. evaluation
+    m0 = evaluate_worlds(env, policy, jax.random.key(1), params, n_worlds=8)
+    m1 = evaluate_worlds(env, policy, jax.random.key(1), params, n_worlds=8, mesh=mesh)
+    for k in m0:
+        np.testing.assert_allclose(np.asarray(m0[k]), np.asarray(m1[k]), rtol=1e-5, atol=1e-6)
+
+    # 3. pool trainer: the pool (worlds axis) sharded over the devices
+    genv, gparams = hnca_env.make("Grow-v0", grid=(12, 12), target_size=8)
+    cfg = PoolConfig(pool_size=16, batch_size=4, min_steps=3, max_steps=4, hidden={"cell": 16})
+    init, iteration, _ = make_pool_trainer(genv, gparams, cfg)
+    s0 = init(jax.random.key(2))
+    s1 = s0.replace(pool=sharding.shard_worlds(s0.pool, mesh))
+    for _ in range(2):
+        s0, m0 = iteration(s0)
+        s1, m1 = iteration(s1)
+    np.testing.assert_allclose(float(m0["loss"]), float(m1["loss"]), rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(s0.params), jax.tree.leaves(s1.params)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
+    print("SHARDED-OK")
+    """
+)
+
+
+def test_sharded_equals_unsharded_on_4_cpu_devices():
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4").strip()
+    env["JAX_PLATFORMS"] = "cpu"
+    out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0 and "SHARDED-OK" in out.stdout, out.stdout[-3000:] + out.stderr[-5000:]
+
+
+def test_shard_worlds_rejects_indivisible_axis():
+    import jax
+    import numpy as np
+
+    mesh = sharding.world_mesh(jax.devices()[:1])
+    assert sharding.shard_worlds(None, None) is None
+    x = sharding.shard_worlds(np.zeros((3, 2)), mesh)
+    assert x.shape == (3, 2)
+    with pytest.raises(ValueError, match="leading"):
+        sharding.shard_worlds(np.zeros(()), mesh)
