@@ -35,7 +35,7 @@ SCRIPT = textwrap.dedent(
             act = jax.vmap(policy)(ks, obs)
             obs, state, rew, term, trunc, info = jax.vmap(env.step, in_axes=(0, 0, 0, None))(ks, state, act, params)
             return (obs, state), rew["cell"].mean(axis=(1, 2))
-        (obs, state), rews = jax.lax.scan(body, (obs, state), jax.random.split(keys[0], 8))
+        (obs, state), rews = jax.lax.scan(body, (obs, state), jax.random.split(keys[0], 6))
         return state, rews
     keys = jax.random.split(jax.random.key(0), 8)
     plain = jax.jit(run)(keys)
@@ -46,14 +46,14 @@ SCRIPT = textwrap.dedent(
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
 
     # 2. evaluation
-    m0 = evaluate_worlds(env, policy, jax.random.key(1), params, n_worlds=8)
-    m1 = evaluate_worlds(env, policy, jax.random.key(1), params, n_worlds=8, mesh=mesh)
+    m0 = evaluate_worlds(env, policy, jax.random.key(1), params, n_worlds=8, steps=3)
+    m1 = evaluate_worlds(env, policy, jax.random.key(1), params, n_worlds=8, steps=3, mesh=mesh)
     for k in m0:
         np.testing.assert_allclose(np.asarray(m0[k]), np.asarray(m1[k]), rtol=1e-5, atol=1e-6)
 
     # 3. pool trainer: the pool (worlds axis) sharded over the devices
     genv, gparams = hnca_env.make("Grow-v0", grid=(12, 12), target_size=8)
-    cfg = PoolConfig(pool_size=16, batch_size=4, min_steps=3, max_steps=4, hidden={"cell": 16})
+    cfg = PoolConfig(pool_size=16, batch_size=4, min_steps=2, max_steps=3, hidden={"cell": 16})
     init, iteration, _ = make_pool_trainer(genv, gparams, cfg)
     s0 = init(jax.random.key(2))
     s1 = s0.replace(pool=sharding.shard_worlds(s0.pool, mesh))
