@@ -414,3 +414,17 @@ def test_rewards_doc_worked_example():
     np.testing.assert_allclose(rew["cell"], want, atol=1e-5)
     np.testing.assert_allclose(rew["parent"], want.reshape(4, 4, 4, 4).mean(axis=(1, 3)), atol=1e-5)
     assert ns["params_late"].reward_weights == {"local": 1.0, "agreement": 0.0}
+
+
+def test_readme_tasks_block_runs():
+    import pathlib
+    import re
+
+    text = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
+    code = re.search(r"```python\n(.*?)```", text.split("## Tasks", 1)[1], re.S).group(1)
+    code = code.replace("n_worlds=64", "n_worlds=4").replace(
+        'make("Density-v0", ', 'make("Density-v0", grid=(8, 8), max_steps_in_episode=4, '
+    )
+    ns: dict = {}
+    exec(compile(code, "README.md", "exec"), ns)
+    assert ns["env"].reward.name == "team"
