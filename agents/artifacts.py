@@ -39,9 +39,11 @@ def regrow(
 
     Returns ``(losses, records)``: ``env.loss`` of the grown, the damaged and the regrown
     state, and ``record(state)`` of both rollouts (each with its start state: the seed, then
-    the damaged state).
+    the damaged state). The env's own scheduled damage (``params.damage_times``, e.g.
+    Regenerate-v0's holes at step 96) is switched off, so this cut is the only wound.
     """
     params = env.default_params if params is None else params
+    params = params.replace(damage_times=jnp.full_like(jnp.asarray(params.damage_times), -1))
     if centre is None or radius is None:
         c, r = default_wound(env.grid)
         centre = c if centre is None else centre

@@ -178,6 +178,8 @@ def _run_config(args) -> dict[str, Any]:
         cfg.update({k: given[k] for k in RESUME_MAY_CHANGE if k in given})
         return cfg
     cfg = {**QUICK, **RUN_DEFAULTS}
+    if given.get("task", QUICK["task"]) != QUICK["task"]:
+        cfg["target"] = cfg["target_size"] = None  # QUICK's heart is for QUICK's task; else the task's own
     cfg.update({k: v for k, v in given.items() if k in cfg})
     if cfg["lr_boundary"] is None:
         cfg["lr_boundary"] = max(1, cfg["iterations"] * 2 // 3)
@@ -247,13 +249,16 @@ def _cmd_train(args) -> int:
     gif = render.write_gif(np.asarray(frames), os.path.join(out, "rollout.gif"), fps=20)
     _, final_state, _ = jax.jit(lambda k: rollout(env, act, k, env_params, steps))(jax.random.key(2))
     final_loss = float(env.loss(final_state, env_params))
+    # regeneration: grow for the training horizon, cut a disc, roll as long again
+    grow = cfg["max_steps"] + (int(env_params.tau_c) if env.has_parent else 0)
     regen = artifacts.write_regen_gif(
-        env, act, jax.random.key(3), os.path.join(out, "regen.gif"), env_params, steps, 2 * cfg["max_steps"]
+        env, act, jax.random.key(3), os.path.join(out, "regen.gif"), env_params, grow, cfg["max_steps"]
     )
     summary = {
         "final_loss": final_loss,
         "rollout_steps": steps,
         "regen_loss": regen,
+        "regen_steps": [grow, cfg["max_steps"]],
         "iterations": cfg["iterations"],
         "train_seconds": history[-1]["time"] if history else 0.0,
         "seconds_this_invocation": round(time.perf_counter() - t0, 1),
@@ -262,7 +267,7 @@ def _cmd_train(args) -> int:
     artifacts.plot_loss(history, os.path.join(out, "loss.png"), what)
     print(
         f"done: loss after {steps} steps from the seed = {final_loss:.4f}; after damage and "
-        f"{2 * cfg['max_steps']} steps of regrowth = {regen['regrown']:.4f}; wrote {out}/"
+        f"{cfg['max_steps']} steps of regrowth = {regen['regrown']:.4f}; wrote {out}/"
         f"{{metrics.jsonl, checkpoints/, params.msgpack, {os.path.basename(gif)}, regen.gif, loss.png}}"
     )
     return 0

@@ -96,6 +96,53 @@ def test_hnca_eval_prints_the_task_metrics(tiny_run, capsys):
     assert f"mse: {record['metrics']['mse']:.6g}" in out
 
 
+def test_two_stage_and_learned_perception_runs_are_built_from_their_config(tmp_path):
+    """`--stage child`, then `--stage parent --init-child RUN` (built, not trained: fast)."""
+    import jax
+    from flax import serialization
+
+    from hnca_env.cli import QUICK, RUN_DEFAULTS, _build_run
+
+    base = {**QUICK, **RUN_DEFAULTS, "task": "HNCA-Grow-v0", "grid": 8, "target": None, "target_size": 6}
+    base.update(tau_c=5, lr_boundary=10, hidden=8)
+    child_cfg = {**base, "stage": "child"}
+    env, _, pool_cfg, (p_init, _) = _build_run(child_cfg)
+    assert env.levels == ("cell",) and pool_cfg.warmup_steps == 0
+    child_dir = tmp_path / "child"
+    child_dir.mkdir()
+    (child_dir / "config.json").write_text(json.dumps(child_cfg))
+    child_params = p_init(jax.random.key(0))
+    (child_dir / "params.msgpack").write_bytes(serialization.to_bytes(child_params))
+
+    parent_cfg = {**base, "stage": "parent", "init_child": str(child_dir), "learn_perception": True}
+    env, env_params, pool_cfg, (p_init, _) = _build_run(parent_cfg)
+    assert env.agent_levels == ("parent",) and env.parent_obs == "neighbourhood"
+    assert pool_cfg.warmup_steps == 5 and pool_cfg.learn_perception == ("parent",)
+    assert "perception" in p_init(jax.random.key(0))["parent"]["params"]
+    frozen = env_params.rule_params["cell"]
+    assert all(
+        np.array_equal(a, b) for a, b in zip(jax.tree.leaves(frozen), jax.tree.leaves(child_params["cell"]))
+    )
+    with pytest.raises(ValueError, match="needs --init-child"):
+        _build_run({**base, "stage": "parent"})
+
+
+def test_quick_target_applies_to_the_quick_task_only():
+    from hnca_env.cli import _run_config, build_parser
+
+    cfg = _run_config(build_parser().parse_args(["train"]))
+    assert (cfg["task"], cfg["target"], cfg["target_size"], cfg["lr_boundary"]) == (
+        "Grow-v0",
+        "heart",
+        20,
+        400,
+    )
+    cfg = _run_config(
+        build_parser().parse_args(["train", "--task", "HNCA-Metamorphosis-v0", "--iterations", "30"])
+    )
+    assert cfg["target"] is None and cfg["target_size"] is None and cfg["lr_boundary"] == 20
+
+
 def test_hnca_errors_are_clear(capsys):
     assert main(["train", "--task", "Nope-v0", "--iterations", "1"]) == 2
     assert "unknown env id 'Nope-v0'" in capsys.readouterr().err

@@ -88,3 +88,25 @@ def test_reseed_whole_batch_starts_every_rollout_from_the_seed():
     np.testing.assert_array_equal(np.asarray(state.pool.grids["cell"]), np.stack([seed, seed]))
     with pytest.raises(ValueError, match="reseed must be in"):
         PoolConfig(batch_size=4, reseed=3, damage=2)
+
+
+def test_regrow_cuts_one_disc_and_ignores_the_envs_own_damage():
+    from agents.artifacts import default_wound, regrow
+    from hnca_env import physics
+    from hnca_env.evaluate import zero_policy
+
+    ones = np.ones((16, 16, 16), np.float32)
+    env, params = hnca_env.make("Regenerate-v0", grid=(16, 16), target_size=8, seed="state", seed_state=ones)
+    params = params.replace(damage_times=jnp.full_like(params.damage_times, 3), fire_rate={"cell": 0.0})
+    losses, (grow, re) = jax.jit(
+        lambda k: regrow(env, zero_policy(env), k, params, 4, 4, record=lambda s: s.grids["cell"])
+    )(jax.random.key(0))
+    centre, radius = default_wound(env.grid)
+    hole = np.asarray(physics.circle_mask(env.grid, jnp.asarray(centre), jnp.asarray(radius)))
+    np.testing.assert_array_equal(np.asarray(grow), np.broadcast_to(ones, (5, 16, 16, 16)))  # step 3: no hole
+    np.testing.assert_array_equal(np.asarray(re[0]), ones * ~hole[..., None])
+    np.testing.assert_array_equal(
+        np.asarray(re[-1]), np.asarray(re[0])
+    )  # a do-nothing policy regrows nothing
+    assert float(losses["damaged"]) != float(losses["grown"])
+    assert float(losses["regrown"]) == float(losses["damaged"])
