@@ -34,7 +34,7 @@ import optax
 from flax import struct
 
 from agents.networks import make_policy
-from hnca_env import physics
+from hnca_env import physics, sharding
 
 Array = jax.Array
 
@@ -61,6 +61,7 @@ class PoolConfig:
     hidden: Mapping[str, int] | None = None
     learn_perception: tuple[str, ...] = ()
     warmup_steps: int = 0
+    mesh: Any = None  # a hnca_env.sharding.world_mesh: pool and batch split over its devices
 
     def __post_init__(self):
         for name in ("pool_size", "batch_size", "min_steps", "max_steps", "lr_boundary"):
@@ -88,6 +89,13 @@ class PoolConfig:
             or self.warmup_steps < 0
         ):
             raise ValueError(f"PoolConfig.warmup_steps must be an integer >= 0, got {self.warmup_steps!r}")
+        if self.mesh is not None:
+            n = self.mesh.shape[sharding.WORLDS]
+            if self.pool_size % n or self.batch_size % n:
+                raise ValueError(
+                    f"with a mesh of {n} devices, pool_size ({self.pool_size}) and batch_size "
+                    f"({self.batch_size}) must be multiples of {n}"
+                )
 
 
 class PoolState(struct.PyTreeNode):
@@ -163,6 +171,7 @@ def make_pool_trainer(env, env_params, config: PoolConfig = PoolConfig()):
         k_p, k_s, key = jax.random.split(key, 3)
         params = p_init(k_p)
         pool = jax.vmap(seed, in_axes=(0, None))(jax.random.split(k_s, config.pool_size), params)
+        pool = sharding.constrain_worlds(pool, config.mesh)
         return PoolState(params, opt.init(params), pool, key, jnp.zeros((), jnp.int32))
 
     def rollout_loss(params, batch, n_steps, key):
@@ -193,7 +202,7 @@ def make_pool_trainer(env, env_params, config: PoolConfig = PoolConfig()):
         pre = jax.vmap(env.loss, in_axes=(0, None))(batch, env_params)
         order = jnp.argsort(-pre)  # worst first
         idx = idx[order]
-        batch = jax.tree.map(lambda x: x[order], batch)
+        batch = sharding.constrain_worlds(jax.tree.map(lambda x: x[order], batch), config.mesh)
         if config.reseed:
             fresh = jax.vmap(seed, in_axes=(0, None))(jax.random.split(k_seed, config.reseed), state.params)
             batch = jax.tree.map(lambda b, s: b.at[: config.reseed].set(s), batch, fresh)
@@ -210,6 +219,7 @@ def make_pool_trainer(env, env_params, config: PoolConfig = PoolConfig()):
         updates, opt_state = opt.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         pool = jax.tree.map(lambda p, f: p.at[idx].set(f), state.pool, final)
+        pool = sharding.constrain_worlds(pool, config.mesh)
         metrics = {"loss": loss, "max_loss": losses.max(), "steps": n_steps, "lr": schedule(state.iteration)}
         return PoolState(params, opt_state, pool, key, state.iteration + 1), metrics
 

@@ -15,6 +15,7 @@ from hnca_env import sharding
 
 SCRIPT = textwrap.dedent(
     """
+    import dataclasses
     import jax, jax.numpy as jnp, numpy as np
     import hnca_env
     from hnca_env import sharding
@@ -55,11 +56,12 @@ SCRIPT = textwrap.dedent(
     genv, gparams = hnca_env.make("Grow-v0", grid=(12, 12), target_size=8)
     cfg = PoolConfig(pool_size=16, batch_size=4, min_steps=2, max_steps=3, hidden={"cell": 16})
     init, iteration, _ = make_pool_trainer(genv, gparams, cfg)
-    s0 = init(jax.random.key(2))
-    s1 = s0.replace(pool=sharding.shard_worlds(s0.pool, mesh))
+    init_m, iteration_m, _ = make_pool_trainer(genv, gparams, dataclasses.replace(cfg, mesh=mesh))
+    s0, s1 = init(jax.random.key(2)), init_m(jax.random.key(2))
     for _ in range(2):
         s0, m0 = iteration(s0)
-        s1, m1 = iteration(s1)
+        s1, m1 = iteration_m(s1)
+    assert len(s1.pool.grids["cell"].sharding.device_set) == 4, s1.pool.grids["cell"].sharding
     np.testing.assert_allclose(float(m0["loss"]), float(m1["loss"]), rtol=1e-5)
     for a, b in zip(jax.tree.leaves(s0.params), jax.tree.leaves(s1.params)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
@@ -86,3 +88,10 @@ def test_shard_worlds_rejects_indivisible_axis():
     assert x.shape == (3, 2)
     with pytest.raises(ValueError, match="leading"):
         sharding.shard_worlds(np.zeros(()), mesh)
+    from agents.pool import PoolConfig
+
+    class FakeMesh:
+        shape = {"worlds": 3}
+
+    with pytest.raises(ValueError, match="multiples of 3"):
+        PoolConfig(pool_size=16, batch_size=4, mesh=FakeMesh())
