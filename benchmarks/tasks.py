@@ -59,20 +59,8 @@ TASKS = [
     ("Locomotion", "HNCA-Locomotion-v0", {}, ["centre_error"]),
 ]
 
-#: Small settings for --quick (the same ones the conformance test uses).
-QUICK = {
-    "Grow-v0": dict(grid=(16, 16), target_size=10, max_steps_in_episode=8),
-    "Persist-v0": dict(grid=(16, 16), target_size=10, max_steps_in_episode=8),
-    "Regenerate-v0": dict(grid=(16, 16), target_size=10, max_steps_in_episode=8, damage_times=[4]),
-    "HNCA-Grow-v0": dict(grid=(16, 16), tau_c=2, max_steps_in_episode=8),
-    "HNCA-Metamorphosis-v0": dict(grid=(16, 16), max_steps_in_episode=8),
-    "HNCA-Metamorphosis-Fixed-v0": dict(grid=(16, 16), max_steps_in_episode=8),
-    "HNCA-GoalSwitch-v0": dict(grid=(16, 16), switch_times=(4,), max_steps_in_episode=8),
-    "Digits-v0": dict(max_steps_in_episode=8),
-    "Density-v0": dict(grid=(16, 16), max_steps_in_episode=8),
-    "Density-Flat-v0": dict(grid=(16, 16), max_steps_in_episode=8),
-    "HNCA-Locomotion-v0": dict(grid=(16, 16), target_size=8, max_steps_in_episode=8),
-}
+#: Small settings for --quick (the ones the conformance test uses).
+QUICK = hnca_env.tasks.SMOKE_SETTINGS
 
 
 def _interval(v: np.ndarray) -> float:

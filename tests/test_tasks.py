@@ -16,19 +16,7 @@ from hnca_env.tasks import locomotion as loco_mod
 from hnca_env.tasks.metamorphosis import SYNTHETIC, signal_readout_rule, synthetic_pattern
 
 #: Small settings per id so the whole conformance sweep stays fast on 2 CPU cores.
-SMALL = {
-    "Grow-v0": dict(grid=(16, 16), target_size=10, max_steps_in_episode=6),
-    "Persist-v0": dict(grid=(16, 16), target_size=10, max_steps_in_episode=6),
-    "Regenerate-v0": dict(grid=(16, 16), target_size=10, max_steps_in_episode=6, damage_times=[3]),
-    "HNCA-Grow-v0": dict(grid=(16, 16), tau_c=2, max_steps_in_episode=6),
-    "HNCA-Metamorphosis-v0": dict(grid=(16, 16), max_steps_in_episode=6),
-    "HNCA-Metamorphosis-Fixed-v0": dict(grid=(16, 16), max_steps_in_episode=6),
-    "HNCA-GoalSwitch-v0": dict(grid=(16, 16), switch_times=(3,), max_steps_in_episode=6),
-    "Digits-v0": dict(swap_time=3, max_steps_in_episode=6),
-    "Density-v0": dict(grid=(16, 16), max_steps_in_episode=6),
-    "Density-Flat-v0": dict(grid=(16, 16), max_steps_in_episode=6),
-    "HNCA-Locomotion-v0": dict(grid=(16, 16), target_size=8, max_steps_in_episode=6),
-}
+SMALL = hnca_env.tasks.SMOKE_SETTINGS
 
 
 def _suite_ids() -> set[str]:

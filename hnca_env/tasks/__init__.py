@@ -15,4 +15,20 @@ TASK_MODULES = (
     "hnca_env.tasks.locomotion",
 )
 
-__all__ = ["Task", "TASK_MODULES"]
+#: Small settings per suite id (tiny grids, 6-step episodes with their events inside) for
+#: smoke tests and ``benchmarks/tasks.py --quick``: ``make(id, **SMOKE_SETTINGS[id])``.
+SMOKE_SETTINGS = {
+    "Grow-v0": dict(grid=(16, 16), target_size=10, max_steps_in_episode=6),
+    "Persist-v0": dict(grid=(16, 16), target_size=10, max_steps_in_episode=6),
+    "Regenerate-v0": dict(grid=(16, 16), target_size=10, max_steps_in_episode=6, damage_times=[3]),
+    "HNCA-Grow-v0": dict(grid=(16, 16), tau_c=2, max_steps_in_episode=6),
+    "HNCA-Metamorphosis-v0": dict(grid=(16, 16), max_steps_in_episode=6),
+    "HNCA-Metamorphosis-Fixed-v0": dict(grid=(16, 16), max_steps_in_episode=6),
+    "HNCA-GoalSwitch-v0": dict(grid=(16, 16), switch_times=(3,), max_steps_in_episode=6),
+    "Digits-v0": dict(swap_time=3, max_steps_in_episode=6),
+    "Density-v0": dict(grid=(16, 16), max_steps_in_episode=6),
+    "Density-Flat-v0": dict(grid=(16, 16), max_steps_in_episode=6),
+    "HNCA-Locomotion-v0": dict(grid=(16, 16), target_size=8, max_steps_in_episode=6),
+}
+
+__all__ = ["Task", "TASK_MODULES", "SMOKE_SETTINGS"]

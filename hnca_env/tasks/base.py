@@ -32,6 +32,21 @@ from hnca_env import targets as targets_lib
 Array = jax.Array
 
 
+#: The H-NCA reference's structure (RituPande/hnca): children 12 channels (RGB + 9 signals),
+#: coordinators 12 channels over 4×4 clusters, identity/Sobel/Sobel/Laplacian unscaled, no
+#: alive mask. Task factories start from it: ``kwargs = {**HNCA_STRUCTURE, **kwargs}``.
+HNCA_STRUCTURE: dict[str, Any] = {
+    "channels": 12,
+    "perception": ("identity", "sobel_x", "sobel_y", "laplacian"),
+    "sobel_scale": 1.0,
+    "alive": False,
+    "parent": True,
+    "cluster": 4,
+    "parent_channels": 12,
+    "signals": 9,
+}
+
+
 class Task:
     """Base task: match a target image on the children's visible channels.
 

@@ -38,7 +38,7 @@ import numpy as np
 
 from hnca_env.env import HNCAEnv
 from hnca_env.registry import register
-from hnca_env.tasks.base import Task, is_concrete
+from hnca_env.tasks.base import HNCA_STRUCTURE, Task, is_concrete
 
 Array = jax.Array
 
@@ -139,14 +139,7 @@ def goal_switch(
 ) -> HNCAEnv:
     """Goal-switching env; ``goals``: shape names, PNG paths or ``(H, W, 3)`` arrays;
     ``switch_times``: steps at which the goal changes (their number is structure)."""
-    kwargs.setdefault("channels", 12)
-    kwargs.setdefault("perception", ("identity", "sobel_x", "sobel_y", "laplacian"))
-    kwargs.setdefault("sobel_scale", 1.0)
-    kwargs.setdefault("alive", False)
-    kwargs.setdefault("parent", True)
-    kwargs.setdefault("cluster", 4)
-    kwargs.setdefault("parent_channels", 12)
-    kwargs.setdefault("signals", 9)
+    kwargs = {**HNCA_STRUCTURE, **kwargs}
     kwargs.setdefault("name", "HNCA-GoalSwitch-v0")
     grid = tuple(grid)
     task = GoalSwitchTask(list(goals), size=target_size)

@@ -45,7 +45,7 @@ import jax.numpy as jnp
 
 from hnca_env.env import HNCAEnv
 from hnca_env.registry import register
-from hnca_env.tasks.base import Task, time_index
+from hnca_env.tasks.base import HNCA_STRUCTURE, Task, time_index
 
 
 class PatternTask(Task):
@@ -121,14 +121,7 @@ def hnca_grow(
     **kwargs: Any,
 ) -> HNCAEnv:
     """H-NCA mode with the reference defaults: two levels, RGB target, noise seed, τ_c=100."""
-    kwargs.setdefault("channels", 12)
-    kwargs.setdefault("perception", ("identity", "sobel_x", "sobel_y", "laplacian"))
-    kwargs.setdefault("sobel_scale", 1.0)
-    kwargs.setdefault("alive", False)
-    kwargs.setdefault("parent", True)
-    kwargs.setdefault("cluster", 4)
-    kwargs.setdefault("parent_channels", 12)
-    kwargs.setdefault("signals", 9)
+    kwargs = {**HNCA_STRUCTURE, **kwargs}
     kwargs.setdefault("name", "HNCA-Grow-v0")
     overrides = {"seed": "noise", "tau_c": 100, "max_steps_in_episode": 300}
     overrides.update(kwargs.pop("default_overrides", None) or {})

@@ -42,7 +42,7 @@ import numpy as np
 
 from hnca_env.env import HNCAEnv
 from hnca_env.registry import register
-from hnca_env.tasks.base import Task
+from hnca_env.tasks.base import HNCA_STRUCTURE, Task
 
 Array = jax.Array
 
@@ -157,14 +157,7 @@ def metamorphosis(
     """Metamorphosis env. ``start``/``target``: a :data:`SYNTHETIC` kind, a shape name, a PNG
     path or an ``(H, W, 3)`` array. ``child_rule``: ``"learn"`` (children act), ``"readout"``
     (:func:`signal_readout_rule`) or a ``(rule_fn, rule_params)`` pair."""
-    kwargs.setdefault("channels", 12)
-    kwargs.setdefault("perception", ("identity", "sobel_x", "sobel_y", "laplacian"))
-    kwargs.setdefault("sobel_scale", 1.0)
-    kwargs.setdefault("alive", False)
-    kwargs.setdefault("parent", True)
-    kwargs.setdefault("cluster", 4)
-    kwargs.setdefault("parent_channels", 12)
-    kwargs.setdefault("signals", 9)
+    kwargs = {**HNCA_STRUCTURE, **kwargs}
     kwargs.setdefault("name", "HNCA-Metamorphosis-v0")
     grid = tuple(grid)
     start_rgb = _pattern(start, grid, pattern_seed)
