@@ -336,6 +336,41 @@ def rollout_benches(args, cax, weights) -> list[dict[str, Any]]:
     return rows
 
 
+def perception_benches(args, cax) -> list[dict[str, Any]]:
+    """Perception alone, forward and forward + input gradient (what BPTT needs): ours
+    (:func:`hnca_env.physics.perceive`, shifted slices) against CAX's ``ConvPerceive``
+    (a depthwise ``lax.conv``), on the training batch. Explains where CAX's time goes."""
+    from flax import nnx
+
+    from hnca_env import physics
+
+    g, batch = args.grid, args.train_batch
+    env, _ = hnca_env.make("Grow-v0", grid=(g, g))
+    x = jax.random.uniform(jax.random.key(7), (batch, g, g, CHANNELS), jnp.float32)
+
+    def ours(x):
+        return jax.vmap(lambda s: physics.perceive(s, env.kernels))(x)
+
+    fns = {"ours": ours}
+    if cax is not None:
+        graphdef, conv_state = nnx.split(make_cax_nca(cax, ref_weights(jax.random.key(2))).perceive)
+
+        def cax_perceive(x):
+            return nnx.merge(graphdef, conv_state)(x)
+
+        fns["cax"] = cax_perceive
+    builders = {}
+    for name, f in fns.items():
+        builders[f"{name}_fwd"] = lambda f=f: ("jax", f, (x,))
+        builders[f"{name}_fwd_bwd"] = lambda f=f: ("jax", jax.grad(lambda x: jnp.sum(jnp.square(f(x)))), (x,))
+    base = {"kind": "perception", "batch": batch, "grid": g, "steps": 1}
+    rows = _timed_group(builders, args.runs, args.min_time, base)
+    for row in rows:
+        if "median_s" in row:
+            print(f"perception {row['impl']:13s} median {row['median_s'] * 1e3:8.2f} ms", flush=True)
+    return rows
+
+
 def train_benches(args, cax) -> list[dict[str, Any]]:
     g, batch, steps, pool = args.grid, args.train_batch, args.train_steps, args.pool_size
     env, env_params = hnca_env.make("Grow-v0", grid=(g, g))
@@ -468,6 +503,7 @@ def report(rows, args, verdict_rows, cax_note) -> str:
         "",
         table(["impl", "median ms", "M upd/s", "compile s", "mem GB", "speed-up of ours"], trows),
         "",
+        *perception_table(rows, args),
         "Issue #6 targets:",
         "",
         table(["target", "measured", "verdict"], vrows),
@@ -475,6 +511,33 @@ def report(rows, args, verdict_rows, cax_note) -> str:
     if cax_note:
         out += ["", cax_note]
     return "\n".join(out)
+
+
+def perception_table(rows, args) -> list[str]:
+    p = {r["impl"]: r for r in rows if r["kind"] == "perception" and "median_s" in r}
+    if not p:
+        return []
+    prow = []
+    for name in ("ours", "cax"):
+        f, b = p.get(f"{name}_fwd"), p.get(f"{name}_fwd_bwd")
+        if f is None or b is None:
+            continue
+        prow.append(
+            [
+                name,
+                f"{f['median_s'] * 1e3:.2f}",
+                f"{b['median_s'] * 1e3:.2f}",
+                f"{f['median_s'] / p['ours_fwd']['median_s']:.1f}",
+                f"{b['median_s'] / p['ours_fwd_bwd']['median_s']:.1f}",
+            ]
+        )
+    return [
+        f"Perception alone ({args.train_batch} x {args.grid}x{args.grid}x16), median ms; fwd+bwd = forward and the",
+        "gradient with respect to the input (what BPTT runs per step); x ours = time / ours' time:",
+        "",
+        table(["perception", "fwd ms", "fwd+bwd ms", "fwd x ours", "fwd+bwd x ours"], prow),
+        "",
+    ]
 
 
 def _pf(p):
@@ -493,7 +556,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--runs", type=int, default=5, help="timed runs at least (median reported)")
     p.add_argument("--min-time", type=float, default=2.0, help="time each program for at least this long")
     p.add_argument("--no-cax", action="store_true", help="leave CAX out")
-    p.add_argument("--no-train", action="store_true", help="rollouts only")
+    p.add_argument("--no-train", action="store_true", help="no training iteration")
+    p.add_argument("--no-perception", action="store_true", help="no perception breakdown")
     p.add_argument("--quick", action="store_true", help="smoke test: 24x24, T 8, B 1 2, pool 16")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     a = p.parse_args(argv)
@@ -526,6 +590,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     rows = rollout_benches(args, cax, weights)
     if not args.no_train:
         rows += train_benches(args, cax)
+    if not args.no_perception:
+        rows += perception_benches(args, cax)
     v = verdicts(rows, args.batches)
     text = report(rows, args, v, cax_note)
     elapsed = time.perf_counter() - started

@@ -207,7 +207,9 @@ def report(rows, steps_list, v) -> str:
             if r is None:
                 continue
             if "skipped" in r:
-                trows.append([impl, str(t), "skip", "", "", "", "", "", "", r["skipped"][:60]])
+                trows.append(
+                    [impl, str(t), "skip", "", "", "", "", "", "", r["skipped"].strip().splitlines()[-1][:60]]
+                )
                 continue
             x = r.get("xla") or {}
 
@@ -276,13 +278,14 @@ def plot(rows, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    styles = dict(zip(IMPLS, ("o-", "s--", "^-", "x:")))  # some lines overlap: tell them apart
     for impl in IMPLS:
         rs = sorted((r for r in rows if r["impl"] == impl and r.get("xla")), key=lambda r: r["steps"])
         if not rs:
             continue
         t = [r["steps"] for r in rs]
-        axes[0].plot(t, [r["xla"]["total_bytes"] / MB for r in rs], "o-", label=impl)
-        axes[1].plot(t, [r["xla"]["temp_bytes"] / MB for r in rs], "o-", label=impl)
+        axes[0].plot(t, [r["xla"]["total_bytes"] / MB for r in rs], styles[impl], label=impl)
+        axes[1].plot(t, [r["xla"]["temp_bytes"] / MB for r in rs], styles[impl], label=impl)
     axes[0].axhline(TARGET_BYTES / MB, color="grey", ls="--", lw=1, label="1 GB target")
     axes[0].set_title("XLA total (args + out + temp)")
     axes[1].set_title("XLA temporaries")
