@@ -61,6 +61,7 @@ __all__ = [
     "time_compiled",
     "time_interleaved",
     "write_json",
+    "finish",
 ]
 
 
@@ -151,6 +152,27 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=2, default=_jsonable))
     print(f"wrote {path}")
+
+
+def finish(
+    args: Any, argv: Sequence[str] | None, info: dict[str, Any], text: str, started: float, **fields: Any
+) -> dict[str, Any]:
+    """End a benchmark run: print its table and total time, write the JSON (environment, config,
+    command, ``fields``, table, total seconds) to ``args.out`` and return the payload."""
+    elapsed = time.perf_counter() - started
+    print()
+    print(text)
+    print(f"\ntotal {elapsed:.0f} s")
+    payload = {
+        "environment": info,
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "command": " ".join([sys.argv[0], *(sys.argv[1:] if argv is None else argv)]),
+        **fields,
+        "table_markdown": text,
+        "total_s": elapsed,
+    }
+    write_json(Path(args.out), payload)
+    return payload
 
 
 def _jsonable(x: Any) -> Any:

@@ -62,6 +62,7 @@ from common import (  # noqa: E402
     RESULTS,
     compile_program,
     environment_info,
+    finish,
     make_ref_trainer,
     print_header,
     program_memory,
@@ -70,7 +71,6 @@ from common import (  # noqa: E402
     seed_state,
     table,
     time_interleaved,
-    write_json,
 )
 
 import hnca_env  # noqa: E402
@@ -594,21 +594,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         rows += perception_benches(args, cax)
     v = verdicts(rows, args.batches)
     text = report(rows, args, v, cax_note)
-    elapsed = time.perf_counter() - started
-    print()
-    print(text)
-    print(f"\ntotal {elapsed:.0f} s")
-    payload = {
-        "environment": info,
-        "config": {**{k: (str(x) if isinstance(x, Path) else x) for k, x in vars(args).items()}},
-        "command": " ".join([sys.argv[0], *(sys.argv[1:] if argv is None else argv)]),
-        "results": rows,
-        "targets": v,
-        "table_markdown": text,
-        "total_s": elapsed,
-    }
-    write_json(args.out, payload)
-    return payload
+    return finish(args, argv, info, text, started, results=rows, targets=v)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import RESULTS, environment_info, print_header, table, write_json  # noqa: E402
+from common import RESULTS, environment_info, finish, print_header, table  # noqa: E402
 
 DEFAULT_OUT = RESULTS / "dict_view.json"
 APIS = ("arrays", "dict")
@@ -214,20 +214,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
                     flush=True,
                 )
     text = report(rows, args.sides, args.timeout)
-    elapsed = time.perf_counter() - started
-    print()
-    print(text)
-    print(f"\ntotal {elapsed:.0f} s")
-    payload = {
-        "environment": info,
-        "config": {k: (str(x) if isinstance(x, Path) else x) for k, x in vars(args).items()},
-        "command": " ".join([sys.argv[0], *(sys.argv[1:] if argv is None else argv)]),
-        "results": rows,
-        "table_markdown": text,
-        "total_s": elapsed,
-    }
-    write_json(args.out, payload)
-    return payload
+    return finish(args, argv, info, text, started, results=rows)
 
 
 if __name__ == "__main__":

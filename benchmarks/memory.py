@@ -44,7 +44,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import RESULTS, environment_info, print_header, table, write_json  # noqa: E402
+from common import RESULTS, environment_info, finish, print_header, table  # noqa: E402
 
 DEFAULT_OUT = RESULTS / "memory.json"
 IMPLS = ("ours_remat", "ours_remat_donate", "ours_noremat", "ref")
@@ -347,20 +347,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any] | None:
             )
     v = verdicts(rows, args.steps)
     text = report(rows, args.steps, v)
-    elapsed = time.perf_counter() - started
-    print()
-    print(text)
-    print(f"\ntotal {elapsed:.0f} s")
-    payload = {
-        "environment": info,
-        "config": {k: (str(x) if isinstance(x, Path) else x) for k, x in vars(args).items()},
-        "command": " ".join([sys.argv[0], *(sys.argv[1:] if argv is None else argv)]),
-        "results": rows,
-        "targets": v,
-        "table_markdown": text,
-        "total_s": elapsed,
-    }
-    write_json(args.out, payload)
+    payload = finish(args, argv, info, text, started, results=rows, targets=v)
     if args.plot:
         plot(rows, args.plot)
     return payload

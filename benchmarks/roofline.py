@@ -43,6 +43,7 @@ from common import (  # noqa: E402
     RESULTS,
     compile_program,
     environment_info,
+    finish,
     print_header,
     ref_kernels,
     ref_perceive_slices,
@@ -51,7 +52,6 @@ from common import (  # noqa: E402
     seed_state,
     table,
     time_interleaved,
-    write_json,
 )
 from compare import ours_policy_params, ours_rollout_program, ref_rollout_program  # noqa: E402
 
@@ -362,26 +362,20 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             ),
         ]
     )
-    elapsed = time.perf_counter() - started
-    print()
-    print(text)
-    print(f"\ntotal {elapsed:.0f} s")
-    payload = {
-        "environment": info,
-        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "command": " ".join([sys.argv[0], *(sys.argv[1:] if argv is None else argv)]),
-        "flops_by_hand": hand,
-        "flops_per_update": hand_total,
-        "xla_cost_per_cell": xla,
-        "groups": groups,
-        "bandwidth": {k: bw[k] for k in ("bytes", "median_s", "runs_s", "bytes_per_s")},
-        "roofline": roof,
-        "results": rows,
-        "table_markdown": text,
-        "total_s": elapsed,
-    }
-    write_json(args.out, payload)
-    return payload
+    return finish(
+        args,
+        argv,
+        info,
+        text,
+        started,
+        flops_by_hand=hand,
+        flops_per_update=hand_total,
+        xla_cost_per_cell=xla,
+        groups=groups,
+        bandwidth={k: bw[k] for k in ("bytes", "median_s", "runs_s", "bytes_per_s")},
+        roofline=roof,
+        results=rows,
+    )
 
 
 if __name__ == "__main__":
