@@ -95,3 +95,16 @@ def test_shard_worlds_rejects_indivisible_axis():
 
     with pytest.raises(ValueError, match="multiples of 3"):
         PoolConfig(pool_size=16, batch_size=4, mesh=FakeMesh())
+
+
+def test_replicate_and_no_mesh_passthrough():
+    import jax
+    import numpy as np
+
+    mesh = sharding.world_mesh(jax.devices()[:1])
+    x = np.arange(6.0).reshape(2, 3)
+    r = sharding.replicate({"w": x}, mesh)
+    np.testing.assert_array_equal(r["w"], x)
+    assert r["w"].sharding.is_fully_replicated
+    assert sharding.replicate(x, None) is x
+    assert sharding.constrain_worlds(x, None) is x

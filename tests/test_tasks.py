@@ -416,3 +416,28 @@ def test_readme_tasks_block_runs():
     ns: dict = {}
     exec(compile(code, "README.md", "exec"), ns)
     assert ns["env"].reward.name == "team"
+
+
+def test_policy_from_apply_ignores_the_key():
+    from hnca_env.evaluate import policy_from_apply
+
+    env, params = hnca_env.make("Density-Flat-v0", grid=(8, 8), max_steps_in_episode=3)
+
+    def apply(p, obs):
+        return {"cell": jnp.full((8, 8, env.action_dim("cell")), p)}
+
+    act = policy_from_apply(apply, 0.25)
+    obs, _ = env.reset(jax.random.key(0), params)
+    a1, a2 = act(jax.random.key(1), obs), act(jax.random.key(2), obs)
+    np.testing.assert_array_equal(a1["cell"], a2["cell"])
+    assert float(a1["cell"][0, 0, 0]) == 0.25
+    # a constant policy pushes every colour up by 0.25 per firing: after 3 steps at fire rate 1
+    # every cell reads 1, so worlds whose majority is 1 are all correct, the others all wrong
+    from hnca_env.evaluate import evaluate_worlds
+
+    m = evaluate_worlds(
+        env, act, jax.random.key(0), params.replace(fire_rate={"cell": 1.0}), n_worlds=16, steps=3
+    )
+    acc = np.asarray(m["cell_accuracy"])
+    assert set(np.unique(acc)) <= {0.0, 1.0} and 0 < acc.sum() < 16
+    np.testing.assert_array_equal(np.asarray(m["all_correct"]), acc)
