@@ -1,0 +1,179 @@
+"""PPO (agents/ppo.py): GAE against hand computations, config validation, one update, determinism."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from agents import ppo as ppo_lib
+from agents.ppo import PPOConfig, gae, load_config, make_ppo
+from hnca_env.evaluate import evaluate, zero_policy
+
+TINY = dict(
+    env_kwargs={"grid": (8, 8), "max_steps_in_episode": 8},
+    num_envs=2,
+    num_steps=4,
+    total_timesteps=16,
+    update_epochs=1,
+    num_minibatches=2,
+    hidden=8,
+    parent_hidden=8,
+    critic_hidden=8,
+    world_embed=8,
+)
+
+
+def gae_reference(rewards, values, dones, last_value, gamma, lam):
+    """The textbook loop in float64."""
+    T = len(rewards)
+    adv = np.zeros(T)
+    next_adv, next_v = 0.0, last_value
+    for t in reversed(range(T)):
+        nonterm = 1.0 - dones[t]
+        delta = rewards[t] + gamma * next_v * nonterm - values[t]
+        next_adv = delta + gamma * lam * nonterm * next_adv
+        adv[t] = next_adv
+        next_v = values[t]
+    return adv, adv + values
+
+
+def test_gae_matches_the_textbook_loop():
+    rng = np.random.default_rng(0)
+    r, v = rng.normal(size=7), rng.normal(size=7)
+    d = np.array([0, 0, 1, 0, 0, 0, 1.0])
+    for last, gamma, lam in ((0.3, 0.99, 0.95), (-1.2, 0.9, 1.0), (0.5, 0.8, 0.0)):
+        adv, tgt = gae(jnp.asarray(r), jnp.asarray(v), jnp.asarray(d), jnp.asarray(last), gamma, lam)
+        want_adv, want_tgt = gae_reference(r, v, d, last, gamma, lam)
+        np.testing.assert_allclose(adv, want_adv, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(tgt, want_tgt, rtol=1e-5, atol=1e-6)
+
+
+def test_gae_broadcasts_dones_over_agents():
+    rng = np.random.default_rng(1)
+    r, v = rng.normal(size=(5, 2, 3, 3)), rng.normal(size=(5, 2, 3, 3))
+    d = np.array([[0, 0], [1, 0], [0, 0], [0, 1], [0, 0.0]])
+    last = rng.normal(size=(2, 3, 3))
+    adv, _ = gae(
+        jnp.asarray(r), jnp.asarray(v), jnp.asarray(d)[:, :, None, None], jnp.asarray(last), 0.9, 0.8
+    )
+    for n in range(2):
+        for y in range(3):
+            for x in range(3):
+                want, _ = gae_reference(r[:, n, y, x], v[:, n, y, x], d[:, n], last[n, y, x], 0.9, 0.8)
+                np.testing.assert_allclose(adv[:, n, y, x], want, rtol=1e-5, atol=1e-6)
+
+
+def test_gae_with_decisions_every_second_step_by_hand():
+    g, lam = 0.9, 0.5
+    r = np.array([1.0, 2.0, 3.0, 4.0])
+    v = np.array([0.5, 9.0, -1.0, 9.0])  # values at non-decision steps are ignored
+    last = 2.0
+    decide = np.array([True, False, True, False])
+    adv, tgt = gae(
+        jnp.asarray(r), jnp.asarray(v), jnp.zeros(4), jnp.asarray(last), g, lam, jnp.asarray(decide)
+    )
+    a2 = r[2] + g * r[3] + g**2 * last - v[2]
+    a0 = r[0] + g * r[1] + g**2 * v[2] - v[0] + lam * g**2 * a2
+    np.testing.assert_allclose(adv, [a0, 0.0, a2, 0.0], rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(tgt)[[0, 2]], [a0 + v[0], a2 + v[2]], rtol=1e-6)
+    # the episode ends with step 1: decision 0 sums r0 + γ r1 and does not bootstrap
+    adv, _ = gae(
+        jnp.asarray(r),
+        jnp.asarray(v),
+        jnp.array([0.0, 1.0, 0, 0]),
+        jnp.asarray(last),
+        g,
+        lam,
+        jnp.asarray(decide),
+    )
+    np.testing.assert_allclose(adv[0], r[0] + g * r[1] - v[0], rtol=1e-6)
+    np.testing.assert_allclose(adv[2], a2, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        ({"task": "Nope-v0"}, "unknown env id"),
+        ({"algo": "dqn"}, "algo"),
+        ({"reward": "bogus"}, "reward"),
+        ({"num_envs": 0}, "num_envs"),
+        ({"num_steps": 2.5}, "num_steps"),
+        ({"gamma": 1.5}, "gamma"),
+        ({"lr": -1.0}, "lr"),
+        ({"clip_eps": float("nan")}, "clip_eps"),
+        ({"ent_coef": -0.1}, "ent_coef"),
+        ({"num_minibatches": 3}, "num_minibatches"),
+        ({"total_timesteps": 4}, "total_timesteps"),
+        ({"parent_every": 3}, "parent_every"),
+    ],
+)
+def test_config_rejects_bad_values(change, match):
+    with pytest.raises(ValueError, match=match):
+        PPOConfig(**{**TINY, **change})
+
+
+def test_config_from_yaml_and_overrides(tmp_path):
+    path = tmp_path / "ppo.yaml"
+    path.write_text("algo: mappo\nlr: 0.001\nenv_kwargs:\n  grid: [8, 8]\n")
+    cfg = load_config("Density-v0", str(path), ["num_envs=4", "env_kwargs.max_steps_in_episode=8"])
+    assert cfg.algo == "mappo" and cfg.lr == 1e-3 and cfg.num_envs == 4
+    assert cfg.env_kwargs["grid"] == (8, 8) and cfg.env_kwargs["max_steps_in_episode"] == 8
+    assert cfg.env_kwargs["clamp"] is True  # the task's default survives
+    assert PPOConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="unknown PPO setting"):
+        load_config("Density-v0", None, ["learning_rate=1"])
+    with pytest.raises(ValueError, match="key=value"):
+        load_config("Density-v0", None, ["lr"])
+
+
+@pytest.mark.parametrize("algo, parent_every", [("ippo", 1), ("mappo", 2)])
+def test_one_update_moves_the_policy_and_stays_finite(algo, parent_every):
+    cfg = PPOConfig.for_task("Density-v0", **{**TINY, "algo": algo, "parent_every": parent_every})
+    ppo = make_ppo(cfg)
+    state = jax.jit(ppo.init)(jax.random.key(0))
+    new, metrics = jax.jit(ppo.update)(state)
+    assert int(new.iteration) == 1
+    for name, v in metrics.items():
+        if not name.startswith("episode_return"):
+            assert np.isfinite(v), name
+    moved = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))), state.params["net"], new.params["net"])
+    for lvl in ("cell", "parent"):
+        assert moved["params"][lvl]["actor"]["out"]["kernel"] > 0, lvl  # the zero-init output learnt
+    grads_finite = jax.tree.leaves(jax.tree.map(lambda x: bool(jnp.all(jnp.isfinite(x))), new.params))
+    assert all(grads_finite)
+
+
+def test_train_is_deterministic_per_key_and_vmaps_over_seeds():
+    cfg = PPOConfig.for_task("Density-v0", **{**TINY, "total_timesteps": 24, "num_steps": 4, "num_envs": 2})
+    train = jax.jit(ppo_lib.make_train(cfg))
+    a, b = train(jax.random.key(3)), train(jax.random.key(3))
+    c = train(jax.random.key(4))
+    same = jax.tree.map(lambda x, y: bool(jnp.array_equal(x, y, equal_nan=True)), a["metrics"], b["metrics"])
+    assert all(jax.tree.leaves(same))
+    assert not np.allclose(a["metrics"]["loss"], c["metrics"]["loss"])
+    assert a["metrics"]["loss"].shape == (cfg.num_updates,)
+    seeds = jax.jit(jax.vmap(ppo_lib.make_train(cfg)))(jax.random.split(jax.random.key(0), 2))
+    assert seeds["metrics"]["loss"].shape == (2, cfg.num_updates)
+
+
+def test_fresh_policy_is_do_nothing_and_repeats_coordinator_actions():
+    cfg = PPOConfig.for_task("Density-v0", **{**TINY, "parent_every": 2})
+    ppo = make_ppo(cfg)
+    state = ppo.init(jax.random.key(0))
+    params = state.params
+    got = ppo_lib.evaluate_policy(ppo, params, jax.random.key(7), n_worlds=4)
+    want = evaluate(ppo.env, zero_policy(ppo.env), jax.random.key(7), ppo.env_params, n_worlds=4)
+    assert got == pytest.approx(want)
+    # coordinators decide at even times and hold in between; cells act every step
+    obs, st = ppo.env.reset(jax.random.key(1), ppo.env_params)
+    held = {"parent": jnp.full((2, 2, ppo.env.action_dim("parent")), 0.25)}
+    for t, decides in ((0, True), (1, False), (2, True)):
+        env_action, new_held, sampled, _, _, decide = ppo.act(
+            params, jax.random.key(t), obs, None, jnp.asarray(t), held
+        )
+        assert bool(decide["parent"]) is decides and bool(decide["cell"])
+        if decides:
+            np.testing.assert_allclose(env_action["parent"], jnp.clip(sampled["parent"], -1, 1))
+        else:
+            np.testing.assert_allclose(env_action["parent"], held["parent"])
+        np.testing.assert_allclose(new_held["parent"], env_action["parent"])
