@@ -109,8 +109,9 @@ def write_regen_gif(
     return {k: float(v) for k, v in losses.items()}
 
 
-def plot_loss(history: Sequence[dict], path: str, title: str | None = None) -> str | None:
-    """Loss against iteration, log scale, to PNG (``None`` without matplotlib)."""
+def plot_loss(history: Sequence[dict], path: str, title: str | None = None, key: str = "loss") -> str | None:
+    """A logged metric (default the loss) against iteration, to PNG (``None`` without
+    matplotlib); log scale when every value is positive."""
     try:
         import matplotlib
 
@@ -118,10 +119,14 @@ def plot_loss(history: Sequence[dict], path: str, title: str | None = None) -> s
         import matplotlib.pyplot as plt
     except ImportError:
         return None
+    rows = [r for r in history if r.get(key) is not None]
+    xs, ys = [r["iteration"] for r in rows], [r[key] for r in rows]
     fig, ax = plt.subplots(figsize=(5, 3))
-    ax.semilogy([r["iteration"] for r in history], [r["loss"] for r in history])
+    ax.plot(xs, ys)
+    if ys and min(ys) > 0:
+        ax.set_yscale("log")
     ax.set_xlabel("iteration")
-    ax.set_ylabel("loss (MSE)")
+    ax.set_ylabel("loss (MSE)" if key == "loss" else key)
     if title:
         ax.set_title(title)
     fig.tight_layout()

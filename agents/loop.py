@@ -10,6 +10,7 @@ a resumed run computes the same numbers as an uninterrupted one.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import time
@@ -51,7 +52,10 @@ def _row(i: int, metrics: dict, elapsed: float) -> dict:
     row: dict[str, Any] = {"iteration": i}
     for k, v in metrics.items():
         v = jax.device_get(v)
-        row[k] = int(v) if getattr(v, "dtype", None) is not None and v.dtype.kind in "iu" else float(v)
+        if getattr(v, "dtype", None) is not None and v.dtype.kind in "iu":
+            row[k] = int(v)
+        else:  # NaN (e.g. no episode ended in this iteration) is written as null: valid JSON
+            row[k] = float(v) if math.isfinite(float(v)) else None
     row["time"] = round(elapsed, 3)
     return row
 
@@ -69,6 +73,7 @@ def train_loop(
     resume: bool = False,
     progress: bool = True,
     desc: str = "train",
+    postfix: tuple[str, ...] = ("loss",),
 ) -> tuple[Any, list[dict]]:
     """Run ``iteration`` until the carry's ``iteration`` reaches ``iterations``.
 
@@ -137,7 +142,7 @@ def train_loop(
                         mf.write(json.dumps(row) + "\n")
                         mf.flush()
                     if bar is not None:
-                        bar.set_postfix(loss=f"{row['loss']:.4g}")
+                        bar.set_postfix({k: f"{row[k]:.4g}" for k in postfix if row.get(k) is not None})
                 n = i + 1
                 if ck is not None and checkpoint_every and (n % checkpoint_every == 0 or n == iterations):
                     ck.save(state, {"elapsed": round(elapsed(), 3)})

@@ -431,11 +431,9 @@ class PPO(NamedTuple):
     act: Any  # (params, key, obs, world_state, time, held, deterministic) -> (env_action, held, sampled, log_prob, value, decide)
 
 
-def init_norm(x: Array) -> dict:
-    """Running statistics of the last axis of ``x``'s features, started from ``x``."""
-    return merge_norm(
-        {"mean": jnp.zeros(x.shape[-1]), "var": jnp.ones(x.shape[-1]), "count": jnp.asarray(1e-4)}, x
-    )
+def identity_norm(features: int) -> dict:
+    """Running statistics of ``features`` channels before any sample (mean 0, variance 1)."""
+    return {"mean": jnp.zeros(features), "var": jnp.ones(features), "count": jnp.asarray(1e-4)}
 
 
 def merge_norm(stats: dict, x: Array) -> dict:
@@ -544,7 +542,7 @@ def make_ppo(config: PPOConfig, env=None, env_params=None) -> PPO:
 
     def lr_schedule(count):
         frac = 1.0 - (count // (config.num_minibatches * config.update_epochs)) / config.num_updates
-        return config.lr * frac
+        return config.lr * jnp.maximum(frac, 0.0)
 
     tx = optax.chain(
         optax.clip_by_global_norm(config.max_grad_norm),
@@ -552,32 +550,36 @@ def make_ppo(config: PPOConfig, env=None, env_params=None) -> PPO:
     )
 
     def init(key: Array) -> PPOState:
-        k_net, k_env, key = jax.random.split(key, 3)
+        k_net, k_env, k_warm, key = jax.random.split(key, 4)
         obs1, state1 = log_env.reset(jax.random.key(0), env_params)
         net = model.init(k_net, obs1, world_view(state1.env_state))
         obs, env_state = jax.vmap(log_env.reset, in_axes=(0, None))(
             jax.random.split(k_env, config.num_envs), env_params
         )
         obs, env_state = sharding.constrain_worlds((obs, env_state), mesh)
-        norm = {lvl: init_norm(obs[lvl]) for lvl in levels}
+        norm = {lvl: identity_norm(obs[lvl].shape[-1]) for lvl in levels}
         if central:
-            norm["world"] = init_norm(jax.vmap(world_view)(env_state.env_state))
-        if not config.normalize_obs:
-            norm = jax.tree.map(
-                lambda s: {
-                    "mean": jnp.zeros_like(s["mean"]),
-                    "var": jnp.ones_like(s["var"]),
-                    "count": s["count"],
-                },
-                norm,
-                is_leaf=lambda s: isinstance(s, dict) and "mean" in s,
+            norm["world"] = identity_norm(env.world_state(state1.env_state, env_params).shape[-1])
+        held = zeros_held(config.num_envs)
+        if config.normalize_obs:
+            # Start the statistics from one rollout of the fresh policy (mean action zero), not
+            # from the reset alone: states drift over an episode (coordinators integrate their
+            # sensors), and a first update on features far outside the statistics is violent.
+            (_, env_state, obs, held, _), traj = jax.lax.scan(
+                env_step,
+                ({"net": net, "obs_norm": norm}, env_state, obs, held, k_warm),
+                None,
+                config.num_steps,
+            )
+            norm = {lvl: merge_norm(norm[lvl], traj.obs[lvl]) for lvl in levels} | (
+                {"world": merge_norm(norm["world"], traj.world_state)} if central else {}
             )
         return PPOState(
             {"net": net, "obs_norm": norm},
             tx.init(net),
             env_state,
             obs,
-            zeros_held(config.num_envs),
+            held,
             key,
             jnp.zeros((), jnp.int32),
         )

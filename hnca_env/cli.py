@@ -4,6 +4,9 @@
 ``hnca info ID``               print an env's card: levels, shapes, params
 ``hnca train [options]``       gradient pool training; with no options, the embedded quick
                                default (Grow-v0, 32×32 heart, a few minutes on 2 CPU cores)
+``hnca train --agent ippo|mappo [--task ID] [--config F.yaml] [--set k=v ...]``
+                               PPO (agents/ppo.py); defaults per task, a YAML file and
+                               ``key=value`` overrides set the PPOConfig
 ``hnca train --resume DIR``    continue a run from its newest complete checkpoint
 ``hnca eval --run DIR``        the task's success metrics of a run's trained policy
 """
@@ -204,9 +207,16 @@ def _cmd_train(args) -> int:
     from hnca_env import render
     from hnca_env.rollout import rollout
 
-    if args.agent != "pool":
-        print(f"hnca train: agent {args.agent!r} is not available yet (only 'pool')", file=sys.stderr)
-        return 2
+    if args.resume and os.path.exists(os.path.join(args.resume, "config.json")):
+        agent = _load_json(os.path.join(args.resume, "config.json")).get("agent", "pool")
+        if args.agent not in (None, agent):
+            raise ValueError(f"--resume {args.resume} is a {agent!r} run, not {args.agent!r}")
+    else:
+        agent = args.agent or "pool"
+    if agent in PPO_AGENTS:
+        return _cmd_train_ppo(args, agent)
+    if args.config or args.set:
+        raise ValueError("--config and --set configure PPO runs (--agent ippo|mappo)")
     cfg = _run_config(args)
     out = args.resume or args.out
     env, env_params, pool_cfg, _ = _build_run(cfg)
@@ -273,6 +283,202 @@ def _cmd_train(args) -> int:
     return 0
 
 
+#: Training methods of ``hnca train --agent`` besides the pool trainer.
+PPO_AGENTS = ("ippo", "mappo")
+#: Options of ``hnca train`` that set PPO settings: option -> (setting, inside env_kwargs?).
+PPO_OPTIONS = {
+    "grid": ("grid", True),
+    "target": ("target", True),
+    "target_size": ("target_size", True),
+    "tau_c": ("tau_c", True),
+    "hidden": ("hidden", False),
+    "lr": ("lr", False),
+}
+#: Pool-trainer options that mean nothing to PPO.
+POOL_ONLY = (
+    "pool_size", "batch_size", "min_steps", "max_steps", "damage", "reseed", "remat", "stage",
+    "init_child", "learn_perception",
+)  # fmt: skip
+
+
+def _ppo_run_config(args, agent: str) -> dict[str, Any]:
+    """A PPO run's record: ``{"agent", "ppo": PPOConfig.to_dict(), "iterations", ...}``."""
+    from agents.ppo import PPOConfig, load_config
+
+    given = {k: v for k, v in vars(args).items() if v is not None and k not in ("func", "command")}
+    bad = sorted(k for k in given if k in POOL_ONLY)
+    if bad:
+        raise ValueError(
+            f"{', '.join('--' + k.replace('_', '-') for k in bad)} set the pool trainer, not "
+            f"--agent {agent} (PPO settings: --config FILE or --set key=value)"
+        )
+    if args.resume:
+        cfg = _load_json(os.path.join(args.resume, "config.json"))
+        fixed = sorted(k for k in given if k not in RESUME_MAY_CHANGE and k not in ("resume", "out", "agent"))
+        if fixed:
+            raise ValueError(
+                f"--resume takes the run's settings from its config.json; only "
+                f"{', '.join('--' + k.replace('_', '-') for k in RESUME_MAY_CHANGE)} may be given "
+                f"(got {', '.join('--' + k.replace('_', '-') for k in fixed)})"
+            )
+        cfg.update({k: given[k] for k in RESUME_MAY_CHANGE if k in given})
+        ppo_cfg = PPOConfig.from_dict(cfg["ppo"])  # still valid; the schedule spans the run
+        cfg["ppo"]["total_timesteps"] = cfg["iterations"] * ppo_cfg.num_envs * ppo_cfg.num_steps
+        return cfg
+    overrides = list(args.set or [])
+    for opt, (name, in_env) in PPO_OPTIONS.items():
+        if opt in given:
+            v = given[opt]
+            if opt == "grid":
+                v = [v, v]
+            overrides.append(f"{'env_kwargs.' if in_env else ''}{name}={json.dumps(v)}")
+    overrides.append(f"algo={agent}")
+    ppo_cfg = load_config(args.task, args.config, overrides)
+    iterations = given.get("iterations", ppo_cfg.num_updates)
+    if iterations < 1:
+        raise ValueError(f"--iterations must be >= 1, got {iterations}")
+    # the learning rate anneals over the run: its length in updates is --iterations
+    ppo_cfg = ppo_cfg.replace(total_timesteps=iterations * ppo_cfg.num_envs * ppo_cfg.num_steps)
+    return {
+        "agent": agent,
+        "task": ppo_cfg.task,
+        "ppo": ppo_cfg.to_dict(),
+        "iterations": iterations,
+        "seed": given.get("seed", 0),
+        "checkpoint_every": given.get("checkpoint_every", 50),
+        "keep": given.get("keep", RUN_DEFAULTS["keep"]),
+        "log_every": given.get("log_every", 5),
+    }
+
+
+def _build_ppo(cfg: dict[str, Any]):
+    from agents.ppo import PPOConfig, make_ppo
+
+    return make_ppo(PPOConfig.from_dict(cfg["ppo"]))
+
+
+def _load_ppo_params(run: str, ppo) -> tuple[Any, str]:
+    """A PPO run's policy parameters: ``params.msgpack``, else its newest checkpoint."""
+    import jax
+    from flax import serialization
+
+    template = jax.eval_shape(ppo.init, jax.random.key(0))
+    path = os.path.join(run, "params.msgpack")
+    if os.path.exists(path):
+        with open(path, "rb") as f:
+            return serialization.from_bytes(template.params, f.read()), "params.msgpack"
+    from agents.checkpoint import CHECKPOINT_SUBDIR, Checkpointer
+
+    try:
+        with Checkpointer(os.path.join(run, CHECKPOINT_SUBDIR)) as ck:
+            state, _, step = ck.restore(template)
+    except FileNotFoundError as e:
+        raise ValueError(f"--run {run}: no params.msgpack and {e}") from e
+    return state.params, f"checkpoint {step}"
+
+
+def _cmd_train_ppo(args, agent: str) -> int:
+    import jax
+    import numpy as np
+    from flax import serialization
+
+    from agents import artifacts
+    from agents.loop import train_loop
+    from agents.ppo import evaluate_policy, policy_rollout
+    from hnca_env import render
+
+    cfg = _ppo_run_config(args, agent)
+    out = args.resume or args.out
+    ppo = _build_ppo(cfg)
+    env, env_params, pc = ppo.env, ppo.env_params, ppo.config
+    os.makedirs(out, exist_ok=True)
+    _atomic_write(os.path.join(out, "config.json"), json.dumps(cfg, indent=2).encode())
+    agents_per_world = sum(int(np.prod(env.grid_shape(lvl))) for lvl in env.agent_levels)
+    print(
+        f"{'resuming' if args.resume else 'training'} {cfg['task']} with {agent.upper()} on "
+        f"{env.grid[0]}x{env.grid[1]} ({jax.default_backend()}): {cfg['iterations']} updates of "
+        f"{pc.num_envs} worlds x {pc.num_steps} steps ({agents_per_world} agents/world) -> {out}"
+    )
+    t0 = time.perf_counter()
+    try:
+        state, history = train_loop(
+            ppo.init,
+            jax.jit(ppo.update),
+            jax.random.key(cfg["seed"]),
+            cfg["iterations"],
+            out=out,
+            log_every=cfg["log_every"],
+            checkpoint_every=cfg["checkpoint_every"],
+            max_to_keep=cfg["keep"],
+            resume=bool(args.resume),
+            desc=agent,
+            postfix=("reward_cell", "loss"),
+        )
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; continue with: hnca train --resume {out}", file=sys.stderr)
+        return 130
+    except FileNotFoundError as e:
+        raise ValueError(str(e)) from e
+    _atomic_write(os.path.join(out, "params.msgpack"), serialization.to_bytes(state.params))
+
+    steps = int(env_params.max_steps_in_episode)
+
+    def frame(s):
+        return render.render(env, s, env_params, scale=4, target=True)
+
+    _, frames = jax.jit(lambda k: policy_rollout(ppo, state.params, k, steps, record=frame))(
+        jax.random.key(1)
+    )
+    gif = render.write_gif(np.asarray(frames), os.path.join(out, "rollout.gif"), fps=10)
+    metrics = evaluate_policy(ppo, state.params, jax.random.key(2), n_worlds=32)
+    world_steps = (cfg["iterations"] - (history[0]["iteration"] if args.resume and history else 0)) * (
+        pc.num_envs * pc.num_steps
+    )
+    seconds = time.perf_counter() - t0
+    summary = {
+        "eval_metrics": metrics,
+        "eval_worlds": 32,
+        "iterations": cfg["iterations"],
+        "world_steps": cfg["iterations"] * pc.num_envs * pc.num_steps,
+        "train_seconds": history[-1]["time"] if history else 0.0,
+        "seconds_this_invocation": round(seconds, 1),
+        "agent_steps_per_second_this_invocation": round(world_steps * agents_per_world / seconds),
+    }
+    _atomic_write(os.path.join(out, "summary.json"), json.dumps(summary, indent=2).encode())
+    artifacts.plot_loss(history, os.path.join(out, "reward.png"), f"{cfg['task']} {agent}", key="reward_cell")
+    shown = ", ".join(f"{k} = {v:.4g}" for k, v in metrics.items())
+    print(
+        f"done: {shown} (deterministic policy, 32 worlds); wrote {out}/"
+        f"{{metrics.jsonl, checkpoints/, params.msgpack, {os.path.basename(gif)}, reward.png, summary.json}}"
+    )
+    return 0
+
+
+def _cmd_eval_ppo(args, cfg: dict[str, Any]) -> int:
+    import jax
+
+    from agents.ppo import evaluate_policy
+
+    ppo = _build_ppo(cfg)
+    params, source = _load_ppo_params(args.run, ppo)
+    metrics = evaluate_policy(ppo, params, jax.random.key(args.seed), n_worlds=args.worlds, steps=args.steps)
+    steps = args.steps if args.steps is not None else int(ppo.env_params.max_steps_in_episode)
+    record = {
+        "task": cfg["task"],
+        "agent": cfg["agent"],
+        "params": source,
+        "n_worlds": args.worlds,
+        "steps": steps,
+        "seed": args.seed,
+        "metrics": metrics,
+    }
+    _atomic_write(os.path.join(args.run, "eval.json"), json.dumps(record, indent=2).encode())
+    print(f"{cfg['task']} ({cfg['agent']}, {source}, {args.worlds} worlds, {steps} steps):")
+    for name, v in metrics.items():
+        print(f"  {name}: {v:.6g}")
+    return 0
+
+
 def _cmd_eval(args) -> int:
     import jax
     from flax import serialization
@@ -283,6 +489,8 @@ def _cmd_eval(args) -> int:
     if not os.path.exists(path):
         raise ValueError(f"--run {args.run}: no config.json there (not a run directory)")
     cfg = _load_json(path)
+    if cfg.get("agent") in PPO_AGENTS:
+        return _cmd_eval_ppo(args, cfg)
     env, env_params, pool_cfg, (p_init, p_apply) = _build_run(cfg)
     template = jax.eval_shape(p_init, jax.random.key(0))
     params_path = os.path.join(args.run, "params.msgpack")
@@ -334,9 +542,22 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(func=_cmd_info)
     tr = sub.add_parser("train", help="train agents (default: the embedded quick Grow run)")
     tr.add_argument("--task", help=f"env id (default {QUICK['task']})")
-    tr.add_argument("--agent", default="pool", help="training method: pool")
     tr.add_argument(
-        "--iterations", type=int, help=f"total training iterations (default {QUICK['iterations']})"
+        "--agent",
+        choices=("pool", *PPO_AGENTS),
+        help="training method: pool (gradient, default), ippo or mappo (PPO; default task Density-v0)",
+    )
+    tr.add_argument("--config", metavar="FILE", help="PPO: a YAML file of PPOConfig settings")
+    tr.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="PPO: override one setting, e.g. --set lr=1e-3 --set env_kwargs.grid=[16,16] (repeatable)",
+    )
+    tr.add_argument(
+        "--iterations",
+        type=int,
+        help=f"total training iterations (pool default {QUICK['iterations']}; PPO: updates, default from the config)",
     )
     tr.add_argument("--out", default="runs/quickstart", help="run directory (default runs/quickstart)")
     tr.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its newest checkpoint")

@@ -146,7 +146,12 @@ def test_quick_target_applies_to_the_quick_task_only():
 def test_hnca_errors_are_clear(capsys):
     assert main(["train", "--task", "Nope-v0", "--iterations", "1"]) == 2
     assert "unknown env id 'Nope-v0'" in capsys.readouterr().err
-    assert main(["train", "--agent", "ippo"]) == 2
+    assert main(["train", "--agent", "ippo", "--pool-size", "8"]) == 2
+    assert "set the pool trainer, not --agent ippo" in capsys.readouterr().err
+    assert main(["train", "--agent", "ippo", "--set", "lr=-1"]) == 2
+    assert "PPOConfig.lr must be a positive number" in capsys.readouterr().err
+    assert main(["train", "--config", "x.yaml"]) == 2
+    assert "configure PPO runs" in capsys.readouterr().err
 
 
 def test_readme_quickstart_runs(tmp_path, monkeypatch):

@@ -177,3 +177,62 @@ def test_fresh_policy_is_do_nothing_and_repeats_coordinator_actions():
         else:
             np.testing.assert_allclose(env_action["parent"], held["parent"])
         np.testing.assert_allclose(new_held["parent"], env_action["parent"])
+
+
+PPO_TINY_CLI = [
+    "--task", "Density-v0", "--grid", "8",
+    "--set", "num_envs=2", "--set", "num_steps=4", "--set", "num_minibatches=2", "--set", "update_epochs=1",
+    "--set", "hidden=8", "--set", "parent_hidden=8", "--set", "critic_hidden=8", "--set", "world_embed=8",
+    "--set", "env_kwargs.max_steps_in_episode=8",
+]  # fmt: skip
+
+
+def test_hnca_train_ppo_resume_and_eval(tmp_path, monkeypatch, capsys):
+    """``hnca train --agent mappo``: outputs, an exact resume after an interruption, ``hnca eval``."""
+    from agents import loop
+    from agents.loop import read_metrics
+    from hnca_env.cli import main
+
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    common = ["train", "--agent", "mappo", "--iterations", "4", "--checkpoint-every", "2", "--log-every", "1"]
+    assert main([*common, "--out", str(full), *PPO_TINY_CLI]) == 0
+    for name in (
+        "config.json",
+        "metrics.jsonl",
+        "params.msgpack",
+        "rollout.gif",
+        "summary.json",
+        "reward.png",
+    ):
+        assert (full / name).exists(), name
+    rows = read_metrics(full / "metrics.jsonl")
+    assert [r["iteration"] for r in rows] == [0, 1, 2, 3]
+
+    real = loop.train_loop
+
+    def interrupted(init, iteration, *a, **kw):  # stop after the third update
+        calls = {"n": 0}
+
+        def it(state):
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise KeyboardInterrupt
+            return iteration(state)
+
+        return real(init, it, *a, **kw)
+
+    monkeypatch.setattr(loop, "train_loop", interrupted)
+    assert main([*common, "--out", str(cut), *PPO_TINY_CLI]) == 130
+    monkeypatch.setattr(loop, "train_loop", real)
+    assert main(["train", "--resume", str(cut)]) == 0
+    resumed = read_metrics(cut / "metrics.jsonl")
+    assert [r["iteration"] for r in resumed] == [0, 1, 2, 3]
+    for a, b in zip(rows, resumed):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5), a["iteration"]
+    assert (cut / "params.msgpack").read_bytes() == (full / "params.msgpack").read_bytes()
+    assert main(["train", "--resume", str(cut), "--set", "lr=1"]) == 2
+    capsys.readouterr()
+    assert main(["eval", "--run", str(full), "--worlds", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "cell_accuracy" in out and "mappo" in out
+    assert (full / "eval.json").exists()
