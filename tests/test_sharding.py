@@ -65,6 +65,21 @@ SCRIPT = textwrap.dedent(
     np.testing.assert_allclose(float(m0["loss"]), float(m1["loss"]), rtol=1e-5)
     for a, b in zip(jax.tree.leaves(s0.params), jax.tree.leaves(s1.params)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
+
+    # 4. PPO (MAPPO): the worlds of the rollouts sharded over the devices
+    from agents.ppo import PPOConfig, make_ppo
+    pcfg = PPOConfig.for_task(
+        "Density-v0", algo="mappo", env_kwargs={"grid": (8, 8), "max_steps_in_episode": 8}, num_envs=4,
+        num_steps=4, total_timesteps=32, update_epochs=1, num_minibatches=2, hidden=8, parent_hidden=8,
+        critic_hidden=8, world_embed=8,
+    )
+    p0, p1 = make_ppo(pcfg), make_ppo(pcfg.replace(mesh=mesh))
+    a, b = jax.jit(p0.init)(jax.random.key(3)), jax.jit(p1.init)(jax.random.key(3))
+    (a, ma), (b, mb) = jax.jit(p0.update)(a), jax.jit(p1.update)(b)
+    assert len(b.env_state.env_state.grids["cell"].sharding.device_set) == 4
+    np.testing.assert_allclose(float(ma["loss"]), float(mb["loss"]), rtol=1e-4, atol=1e-6)
+    for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-4, atol=1e-5)
     print("SHARDED-OK")
     """
 )
