@@ -149,8 +149,10 @@ def train_loop(
                 if bar is not None:
                     bar.update(1)
         except KeyboardInterrupt:
-            # ``state`` is the carry after the last finished iteration: keep it.
-            if ck is not None and int(state.iteration) not in ck.steps():
+            # ``state`` is the carry after the last finished iteration: keep it (unless an
+            # iteration that donates its input was interrupted after taking it).
+            deleted = any(getattr(x, "is_deleted", lambda: False)() for x in jax.tree.leaves(state))
+            if ck is not None and not deleted and int(state.iteration) not in ck.steps():
                 ck.save(state, {"elapsed": round(elapsed(), 3)})
             raise
         finally:

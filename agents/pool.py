@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 import jax
@@ -61,6 +62,7 @@ class PoolConfig:
     hidden: Mapping[str, int] | None = None
     learn_perception: tuple[str, ...] = ()
     warmup_steps: int = 0
+    donate: bool = False  # iteration(state) reuses state's buffers (the pool): ~1/3 less peak memory
     mesh: Any = None  # a hnca_env.sharding.world_mesh: pool and batch split over its devices
 
     def __post_init__(self):
@@ -133,7 +135,9 @@ def make_pool_trainer(env, env_params, config: PoolConfig = PoolConfig()):
     """Build ``(init, iteration, policy_apply)`` for ``env``.
 
     ``init(key) -> PoolState`` fills the pool with seeds; ``iteration(state) -> (state,
-    metrics)`` is one jitted training step; ``policy_apply(params, obs) -> action``.
+    metrics)`` is one jitted training step; ``policy_apply(params, obs) -> action``. With
+    ``config.donate`` the iteration donates its input (the pool is updated in place; the old
+    state must not be used afterwards), as ``hnca train`` does.
     Levels driven by ``fixed_rules`` (a frozen child) are part of the env, not trained.
     """
     env.check_params(env_params)
@@ -194,7 +198,7 @@ def make_pool_trainer(env, env_params, config: PoolConfig = PoolConfig()):
         losses = jax.vmap(env.loss, in_axes=(0, None))(final, env_params)
         return jnp.mean(losses), (final, losses)
 
-    @jax.jit
+    @partial(jax.jit, donate_argnums=(0,) if config.donate else ())
     def iteration(state: PoolState) -> tuple[PoolState, dict]:
         key, k_idx, k_seed, k_dmg, k_len, k_roll = jax.random.split(state.key, 6)
         idx = jax.random.choice(k_idx, config.pool_size, (config.batch_size,), replace=False)

@@ -5,9 +5,8 @@ Configurations (Growing NCA on 72x72, batch 8, pool 1024, the rollout length fix
 
 - ``ours_remat``: ``agents.pool.make_pool_trainer(env, params, PoolConfig(remat=True))``
   (the default: ``jax.checkpoint`` around each step of the scan);
-- ``ours_remat_donate``: the same iteration wrapped in ``jax.jit(iteration, donate_argnums=0)``
-  by the caller, so the new pool may reuse the old one's buffer (not what ``make_pool_trainer``
-  returns: it shows what donation would save);
+- ``ours_remat_donate``: the same with ``PoolConfig(donate=True)``: the iteration donates its
+  input, so the new pool may reuse the old one's buffer (what ``hnca train`` runs);
 - ``ours_noremat``: ``remat=False``;
 - ``ref``: the plain-JAX reference trainer of ``benchmarks/common.py`` (no checkpointing).
 
@@ -76,10 +75,9 @@ def child(impl: str, steps: int, grid: int, batch: int, pool: int) -> dict[str, 
             min_steps=steps,
             max_steps=steps,
             remat=impl.startswith("ours_remat"),
+            donate=impl == "ours_remat_donate",
         )
         init, iteration, _ = make_pool_trainer(env, env_params, cfg)
-        if impl == "ours_remat_donate":
-            iteration = jax.jit(iteration, donate_argnums=0)
     state = jax.block_until_ready(init(jax.random.key(0)))
     rss_base = _rss_bytes()
     t0 = time.perf_counter()
