@@ -195,6 +195,27 @@ def verdicts(res: dict) -> list[str]:
     return out
 
 
+def plot(results: list[dict], path: str) -> None:
+    """Training curves: mean reward per cell and step over updates (mean over seeds), per task."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(results), figsize=(4.5 * len(results), 3.2), squeeze=False)
+    for ax, res in zip(axes[0], results):
+        for algo, curve in res["curves"].items():
+            ax.plot(curve["reward_cell"], label=algo)
+        ax.set_title(f"{res['task']} {res['grid'][0]}x{res['grid'][1]}")
+        ax.set_xlabel("update")
+        ax.set_ylabel("reward per cell and step")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    print(f"wrote {path}")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tasks", nargs="+", default=["Density-v0", "Grow-v0"], choices=sorted(HEADLINE))
@@ -203,7 +224,16 @@ def main(argv=None) -> int:
     ap.add_argument("--worlds", type=int, default=64, help="evaluation worlds per seed")
     ap.add_argument("--quick", action="store_true", help="tiny budget and batches (smoke run)")
     ap.add_argument("--out", default=str(RESULTS / "baselines.json"))
+    ap.add_argument(
+        "--plot", default=None, help="training curves PNG (default: none; docs use docs/baselines.png)"
+    )
+    ap.add_argument("--replot", action="store_true", help="only redraw --plot from the JSON at --out")
     args = ap.parse_args(argv)
+    if args.replot:
+        import json
+
+        plot(json.loads(Path(args.out).read_text())["results"], args.plot or "docs/baselines.png")
+        return 0
     if args.quick:
         args.budget = min(args.budget, 256)
         args.worlds = min(args.worlds, 4)
@@ -236,6 +266,8 @@ def main(argv=None) -> int:
         notes += verdicts(res)
     text = "\n\n".join(text_parts) + "\n\n" + "\n".join(notes)
     elapsed = time.perf_counter() - started
+    if args.plot:
+        plot(results, args.plot)
     print()
     print(text)
     print(f"\ntotal {elapsed:.0f} s")
