@@ -164,6 +164,20 @@ def _build_run(cfg: dict[str, Any]):
     return env, env_params, pool_cfg, make_policy(env, hidden, learn)
 
 
+def _resumed_config(path: str, given: dict[str, Any], fixed: list[str]) -> dict[str, Any]:
+    """A run's config.json with the options ``--resume`` may change applied; ``fixed``: the
+    options given that it may not (an error naming them)."""
+    if fixed:
+        raise ValueError(
+            f"--resume takes the run's settings from {path}; only "
+            f"{', '.join('--' + k.replace('_', '-') for k in RESUME_MAY_CHANGE)} may be given "
+            f"(got {', '.join('--' + k.replace('_', '-') for k in fixed)})"
+        )
+    cfg = _load_json(path)
+    cfg.update({k: given[k] for k in RESUME_MAY_CHANGE if k in given})
+    return cfg
+
+
 def _run_config(args) -> dict[str, Any]:
     """The run's settings: QUICK, then the options given (or, with --resume, the run's own)."""
     given = {k: v for k, v in vars(args).items() if v is not None and k not in ("func", "command")}
@@ -171,16 +185,8 @@ def _run_config(args) -> dict[str, Any]:
         path = os.path.join(args.resume, "config.json")
         if not os.path.exists(path):
             raise ValueError(f"--resume {args.resume}: no config.json there (not a run directory)")
-        cfg = _load_json(path)
         fixed = sorted(k for k in given if k in {**QUICK, **RUN_DEFAULTS} and k not in RESUME_MAY_CHANGE)
-        if fixed:
-            raise ValueError(
-                f"--resume takes the run's settings from {path}; only "
-                f"{', '.join('--' + k.replace('_', '-') for k in RESUME_MAY_CHANGE)} may be given "
-                f"(got {', '.join('--' + k.replace('_', '-') for k in fixed)})"
-            )
-        cfg.update({k: given[k] for k in RESUME_MAY_CHANGE if k in given})
-        return cfg
+        return _resumed_config(path, given, fixed)
     cfg = {**QUICK, **RUN_DEFAULTS}
     if given.get("task", QUICK["task"]) != QUICK["task"]:
         cfg["target"] = cfg["target_size"] = None  # QUICK's heart is for QUICK's task; else the task's own
@@ -197,13 +203,40 @@ def _horizon(env, env_params, cfg) -> int:
     return 2 * cfg["max_steps"] + (int(env_params.tau_c) if env.has_parent else 0)
 
 
+def _run_loop(init, iteration, cfg, args, out, desc, postfix=("loss",)):
+    """``agents.loop.train_loop`` with the run's settings: ``(state, history)``, or ``None``
+    when interrupted (the last finished iteration is checkpointed)."""
+    import jax
+
+    from agents.loop import train_loop
+
+    try:
+        return train_loop(
+            init,
+            iteration,
+            jax.random.key(cfg["seed"]),
+            cfg["iterations"],
+            out=out,
+            log_every=cfg["log_every"],
+            checkpoint_every=cfg["checkpoint_every"],
+            max_to_keep=cfg["keep"],
+            resume=bool(args.resume),
+            desc=desc,
+            postfix=postfix,
+        )
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; continue with: hnca train --resume {out}", file=sys.stderr)
+        return None
+    except FileNotFoundError as e:
+        raise ValueError(str(e)) from e
+
+
 def _cmd_train(args) -> int:
     import jax
     import numpy as np
     from flax import serialization
 
     from agents import artifacts
-    from agents.loop import train_loop
     from agents.pool import make_pool_trainer
     from hnca_env import render
     from hnca_env.rollout import rollout
@@ -231,24 +264,10 @@ def _cmd_train(args) -> int:
         f"({jax.default_backend()}), {cfg['iterations']} iterations -> {out}"
     )
     t0 = time.perf_counter()
-    try:
-        state, history = train_loop(
-            init,
-            iteration,
-            jax.random.key(cfg["seed"]),
-            cfg["iterations"],
-            out=out,
-            log_every=cfg["log_every"],
-            checkpoint_every=cfg["checkpoint_every"],
-            max_to_keep=cfg["keep"],
-            resume=bool(args.resume),
-            desc="pool",
-        )
-    except KeyboardInterrupt:
-        print(f"\ninterrupted; continue with: hnca train --resume {out}", file=sys.stderr)
+    ran = _run_loop(init, iteration, cfg, args, out, "pool")
+    if ran is None:
         return 130
-    except FileNotFoundError as e:
-        raise ValueError(str(e)) from e
+    state, history = ran
     _atomic_write(os.path.join(out, "params.msgpack"), serialization.to_bytes(state.params))
 
     def act(key, obs):
@@ -314,15 +333,8 @@ def _ppo_run_config(args, agent: str) -> dict[str, Any]:
             f"--agent {agent} (PPO settings: --config FILE or --set key=value)"
         )
     if args.resume:
-        cfg = _load_json(os.path.join(args.resume, "config.json"))
         fixed = sorted(k for k in given if k not in RESUME_MAY_CHANGE and k not in ("resume", "out", "agent"))
-        if fixed:
-            raise ValueError(
-                f"--resume takes the run's settings from its config.json; only "
-                f"{', '.join('--' + k.replace('_', '-') for k in RESUME_MAY_CHANGE)} may be given "
-                f"(got {', '.join('--' + k.replace('_', '-') for k in fixed)})"
-            )
-        cfg.update({k: given[k] for k in RESUME_MAY_CHANGE if k in given})
+        cfg = _resumed_config(os.path.join(args.resume, "config.json"), given, fixed)
         ppo_cfg = PPOConfig.from_dict(cfg["ppo"])  # still valid; the schedule spans the run
         cfg["ppo"]["total_timesteps"] = cfg["iterations"] * ppo_cfg.num_envs * ppo_cfg.num_steps
         return cfg
@@ -358,12 +370,13 @@ def _build_ppo(cfg: dict[str, Any]):
     return make_ppo(PPOConfig.from_dict(cfg["ppo"]))
 
 
-def _load_ppo_params(run: str, ppo) -> tuple[Any, str]:
-    """A PPO run's policy parameters: ``params.msgpack``, else its newest checkpoint."""
+def _load_run_params(run: str, init) -> tuple[Any, str]:
+    """A run's policy parameters: ``params.msgpack``, else those of its newest checkpoint
+    (``init``: the run's trainer init, whose carry has ``params``)."""
     import jax
     from flax import serialization
 
-    template = jax.eval_shape(ppo.init, jax.random.key(0))
+    template = jax.eval_shape(init, jax.random.key(0))
     path = os.path.join(run, "params.msgpack")
     if os.path.exists(path):
         with open(path, "rb") as f:
@@ -378,13 +391,32 @@ def _load_ppo_params(run: str, ppo) -> tuple[Any, str]:
     return state.params, f"checkpoint {step}"
 
 
+def _write_eval(args, cfg: dict[str, Any], source: str, steps: int, metrics: dict) -> int:
+    """Write ``eval.json`` into the run and print the metrics."""
+    agent = cfg.get("agent", "pool")
+    record = {
+        "task": cfg["task"],
+        "agent": agent,
+        "stage": cfg.get("stage"),
+        "params": source,
+        "n_worlds": args.worlds,
+        "steps": steps,
+        "seed": args.seed,
+        "metrics": metrics,
+    }
+    _atomic_write(os.path.join(args.run, "eval.json"), json.dumps(record, indent=2).encode())
+    print(f"{cfg['task']} ({agent}, {source}, {args.worlds} worlds, {steps} steps):")
+    for name, v in metrics.items():
+        print(f"  {name}: {v:.6g}")
+    return 0
+
+
 def _cmd_train_ppo(args, agent: str) -> int:
     import jax
     import numpy as np
     from flax import serialization
 
     from agents import artifacts
-    from agents.loop import train_loop
     from agents.ppo import evaluate_policy, policy_rollout
     from hnca_env import render
 
@@ -401,25 +433,12 @@ def _cmd_train_ppo(args, agent: str) -> int:
         f"{pc.num_envs} worlds x {pc.num_steps} steps ({agents_per_world} agents/world) -> {out}"
     )
     t0 = time.perf_counter()
-    try:
-        state, history = train_loop(
-            ppo.init,
-            jax.jit(ppo.update, donate_argnums=0),
-            jax.random.key(cfg["seed"]),
-            cfg["iterations"],
-            out=out,
-            log_every=cfg["log_every"],
-            checkpoint_every=cfg["checkpoint_every"],
-            max_to_keep=cfg["keep"],
-            resume=bool(args.resume),
-            desc=agent,
-            postfix=("reward_cell", "loss"),
-        )
-    except KeyboardInterrupt:
-        print(f"\ninterrupted; continue with: hnca train --resume {out}", file=sys.stderr)
+    ran = _run_loop(
+        ppo.init, jax.jit(ppo.update, donate_argnums=0), cfg, args, out, agent, ("reward_cell", "loss")
+    )
+    if ran is None:
         return 130
-    except FileNotFoundError as e:
-        raise ValueError(str(e)) from e
+    state, history = ran
     _atomic_write(os.path.join(out, "params.msgpack"), serialization.to_bytes(state.params))
 
     steps = int(env_params.max_steps_in_episode)
@@ -461,30 +480,17 @@ def _cmd_eval_ppo(args, cfg: dict[str, Any]) -> int:
     from agents.ppo import evaluate_policy
 
     ppo = _build_ppo(cfg)
-    params, source = _load_ppo_params(args.run, ppo)
+    params, source = _load_run_params(args.run, ppo.init)
     metrics = evaluate_policy(ppo, params, jax.random.key(args.seed), n_worlds=args.worlds, steps=args.steps)
     steps = args.steps if args.steps is not None else int(ppo.env_params.max_steps_in_episode)
-    record = {
-        "task": cfg["task"],
-        "agent": cfg["agent"],
-        "params": source,
-        "n_worlds": args.worlds,
-        "steps": steps,
-        "seed": args.seed,
-        "metrics": metrics,
-    }
-    _atomic_write(os.path.join(args.run, "eval.json"), json.dumps(record, indent=2).encode())
-    print(f"{cfg['task']} ({cfg['agent']}, {source}, {args.worlds} worlds, {steps} steps):")
-    for name, v in metrics.items():
-        print(f"  {name}: {v:.6g}")
-    return 0
+    return _write_eval(args, cfg, source, steps, metrics)
 
 
 def _cmd_eval(args) -> int:
     import jax
-    from flax import serialization
 
-    from hnca_env.evaluate import evaluate
+    from agents.pool import make_pool_trainer
+    from hnca_env.evaluate import evaluate, policy_from_apply
 
     path = os.path.join(args.run, "config.json")
     if not os.path.exists(path):
@@ -492,46 +498,15 @@ def _cmd_eval(args) -> int:
     cfg = _load_json(path)
     if cfg.get("agent") in PPO_AGENTS:
         return _cmd_eval_ppo(args, cfg)
-    env, env_params, pool_cfg, (p_init, p_apply) = _build_run(cfg)
-    template = jax.eval_shape(p_init, jax.random.key(0))
-    params_path = os.path.join(args.run, "params.msgpack")
-    if os.path.exists(params_path):
-        with open(params_path, "rb") as f:
-            params = serialization.from_bytes(template, f.read())
-        source = "params.msgpack"
-    else:  # an unfinished run: its newest checkpoint
-        from agents.checkpoint import CHECKPOINT_SUBDIR, Checkpointer
-        from agents.pool import make_pool_trainer
-
-        init, _, _ = make_pool_trainer(env, env_params, pool_cfg)
-        try:
-            with Checkpointer(os.path.join(args.run, CHECKPOINT_SUBDIR)) as ck:
-                state, _, step = ck.restore(jax.eval_shape(init, jax.random.key(0)))
-        except FileNotFoundError as e:
-            raise ValueError(f"--run {args.run}: no params.msgpack and {e}") from e
-        params = state.params
-        source = f"checkpoint {step}"
-
-    def act(key, obs):
-        del key
-        return p_apply(params, obs)
-
-    steps = args.steps
-    metrics = evaluate(env, act, jax.random.key(args.seed), env_params, n_worlds=args.worlds, steps=steps)
-    record = {
-        "task": cfg["task"],
-        "stage": cfg.get("stage"),
-        "params": source,
-        "n_worlds": args.worlds,
-        "steps": steps if steps is not None else int(env_params.max_steps_in_episode),
-        "seed": args.seed,
-        "metrics": metrics,
-    }
-    _atomic_write(os.path.join(args.run, "eval.json"), json.dumps(record, indent=2).encode())
-    print(f"{cfg['task']} ({source}, {args.worlds} worlds, {record['steps']} steps):")
-    for name, v in metrics.items():
-        print(f"  {name}: {v:.6g}")
-    return 0
+    env, env_params, pool_cfg, (_, p_apply) = _build_run(cfg)
+    init, _, _ = make_pool_trainer(env, env_params, pool_cfg)
+    params, source = _load_run_params(args.run, init)
+    act = policy_from_apply(p_apply, params)
+    metrics = evaluate(
+        env, act, jax.random.key(args.seed), env_params, n_worlds=args.worlds, steps=args.steps
+    )
+    steps = args.steps if args.steps is not None else int(env_params.max_steps_in_episode)
+    return _write_eval(args, cfg, source, steps, metrics)
 
 
 def build_parser() -> argparse.ArgumentParser:
