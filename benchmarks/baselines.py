@@ -195,6 +195,74 @@ def verdicts(res: dict) -> list[str]:
     return out
 
 
+def throughput(tasks, updates: int) -> str:
+    """Seconds per PPO update (median of ``updates``, after compilation), one seed, the task's
+    default config; beside it the env alone: the same world steps with a do-nothing policy."""
+    import statistics
+
+    rows = []
+    for task in tasks:
+        for algo in ("ippo", "mappo"):
+            cfg = ppo_lib.PPOConfig.for_task(task, algo=algo)
+            ppo = ppo_lib.make_ppo(cfg)
+            update = jax.jit(ppo.update)
+            state = jax.block_until_ready(update(jax.jit(ppo.init)(jax.random.key(0)))[0])
+            times = []
+            for _ in range(updates):
+                t0 = time.perf_counter()
+                state = jax.block_until_ready(update(state)[0])
+                times.append(time.perf_counter() - t0)
+            env, params = ppo.env, ppo.env_params
+            act = zero_policy(env)
+
+            def env_only(key, env=env, params=params, act=act, cfg=cfg):
+                keys = jax.random.split(key, cfg.num_envs)
+                obs, st = jax.vmap(env.reset, in_axes=(0, None))(keys, params)
+
+                def body(carry, k):
+                    obs, st = carry
+                    ks = jax.random.split(k, cfg.num_envs)
+                    a = jax.vmap(act)(ks, obs)
+                    obs, st, *_ = jax.vmap(env.step, in_axes=(0, 0, 0, None))(ks, st, a, params)
+                    return (obs, st), None
+
+                obs, st = jax.lax.scan(body, (obs, st), jax.random.split(key, cfg.num_steps))[0]
+                return jax.tree.map(lambda x: x.sum(), (obs, st.grids))  # keeps the dynamics live
+
+            run_env = jax.jit(env_only)
+            jax.block_until_ready(run_env(jax.random.key(1)))
+            env_times = []
+            for i in range(updates):
+                t0 = time.perf_counter()
+                jax.block_until_ready(run_env(jax.random.key(i)))
+                env_times.append(time.perf_counter() - t0)
+            per = cfg.num_envs * cfg.num_steps
+            agents = sum(int(np.prod(env.grid_shape(lvl))) for lvl in env.agent_levels)
+            t, te = statistics.median(times), statistics.median(env_times)
+            rows.append(
+                [
+                    task,
+                    algo,
+                    f"{t:.3f}",
+                    f"{per / t:.0f}",
+                    f"{per * agents / t:.3g}",
+                    f"{per / te:.0f}",
+                    f"{te / t:.1%}",
+                ]
+            )
+            print("  ", *rows[-1], flush=True)
+    header = [
+        "task",
+        "algo",
+        "s/update",
+        "world steps/s",
+        "agent steps/s",
+        "env alone: world steps/s",
+        "env share",
+    ]
+    return table(header, rows, left=2)
+
+
 def plot(results: list[dict], path: str) -> None:
     """Training curves: mean reward per cell and step over updates (mean over seeds), per task."""
     import matplotlib
@@ -228,7 +296,31 @@ def main(argv=None) -> int:
         "--plot", default=None, help="training curves PNG (default: none; docs use docs/baselines.png)"
     )
     ap.add_argument("--replot", action="store_true", help="only redraw --plot from the JSON at --out")
+    ap.add_argument(
+        "--throughput",
+        type=int,
+        metavar="N",
+        help="only time N PPO updates per task and algo (no training runs)",
+    )
     args = ap.parse_args(argv)
+    if args.throughput:
+        info = environment_info()
+        print_header(info)
+        started = time.perf_counter()
+        text = throughput(args.tasks, args.throughput)
+        print()
+        print(text)
+        out = Path(args.out).with_name("ppo_throughput.json")
+        write_json(
+            out,
+            {
+                "environment": info,
+                "command": " ".join([sys.argv[0], *(sys.argv[1:] if argv is None else argv)]),
+                "table_markdown": text,
+                "total_s": time.perf_counter() - started,
+            },
+        )
+        return 0
     if args.replot:
         import json
 
