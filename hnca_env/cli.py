@@ -427,6 +427,7 @@ def _cmd_train_ppo(args, agent: str) -> int:
     os.makedirs(out, exist_ok=True)
     _atomic_write(os.path.join(out, "config.json"), json.dumps(cfg, indent=2).encode())
     agents_per_world = sum(int(np.prod(env.grid_shape(lvl))) for lvl in env.agent_levels)
+    reward_key = f"reward_{env.agent_levels[0]}"  # shown and plotted (cells, or the coordinators alone)
     print(
         f"{'resuming' if args.resume else 'training'} {cfg['task']} with {agent.upper()} on "
         f"{env.grid[0]}x{env.grid[1]} ({jax.default_backend()}): {cfg['iterations']} updates of "
@@ -434,7 +435,7 @@ def _cmd_train_ppo(args, agent: str) -> int:
     )
     t0 = time.perf_counter()
     ran = _run_loop(
-        ppo.init, jax.jit(ppo.update, donate_argnums=0), cfg, args, out, agent, ("reward_cell", "loss")
+        ppo.init, jax.jit(ppo.update, donate_argnums=0), cfg, args, out, agent, (reward_key, "loss")
     )
     if ran is None:
         return 130
@@ -465,7 +466,7 @@ def _cmd_train_ppo(args, agent: str) -> int:
         "agent_steps_per_second_this_invocation": round(world_steps * agents_per_world / seconds),
     }
     _atomic_write(os.path.join(out, "summary.json"), json.dumps(summary, indent=2).encode())
-    artifacts.plot_loss(history, os.path.join(out, "reward.png"), f"{cfg['task']} {agent}", key="reward_cell")
+    artifacts.plot_loss(history, os.path.join(out, "reward.png"), f"{cfg['task']} {agent}", key=reward_key)
     shown = ", ".join(f"{k} = {v:.4g}" for k, v in metrics.items())
     print(
         f"done: {shown} (deterministic policy, 32 worlds); wrote {out}/"
