@@ -1,4 +1,5 @@
-"""Training on top of hnca_env: NCA-rule policies, the gradient pool trainer, PPO (later)."""
+"""Training on top of hnca_env: NCA-rule policies, the gradient pool trainer (`agents.pool`) and
+PPO, IPPO and MAPPO (`agents.ppo`)."""
 
 from agents.networks import NCAUpdateRule, as_fixed_rule, make_policy
 

@@ -272,3 +272,19 @@ def test_docs_rl_own_loops_run_and_are_short(capsys):
     exec(compile(single.replace("N, T = 8, 64", "N, T = 2, 40"), "rl.md", "exec"), ns)
     assert ns["obs"].shape == (40, 2, 8832) and ns["action"].shape == (40, 2, 2240)
     assert bool(ns["ended"].any())
+
+
+def test_reward_is_one_config_field():
+    from hnca_env import rewards
+
+    for name, cls in (
+        ("local", rewards.LocalError),
+        ("team", rewards.TeamError),
+        ("improvement", rewards.Improvement),
+    ):
+        env, _ = ppo_lib.make_env(PPOConfig.for_task("Density-v0", **{**TINY, "reward": name}))
+        assert isinstance(env.reward, cls)
+    env, params = ppo_lib.make_env(
+        PPOConfig.for_task("Density-v0", **{**TINY, "reward": {"local": 1.0, "team": 0.5}})
+    )
+    assert isinstance(env.reward, rewards.Weighted) and params.reward_weights == {"local": 1.0, "team": 0.5}
