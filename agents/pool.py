@@ -11,7 +11,8 @@ the same physics and the same task loss (``env.loss``) as RL uses. One iteration
 3. optionally damage the ``damage`` best samples with random discs (regeneration training);
 4. roll out a random number of steps in ``[min_steps, max_steps]`` — a ``lax.scan`` over
    ``max_steps`` whose tail is masked, so the length changes without re-compiling —
-   under ``jax.checkpoint`` per step when ``remat`` (memory O(steps · state), not activations);
+   under ``jax.checkpoint`` per step when ``remat`` (memory O(steps · state), not activations;
+   with ``remat_segments=S`` also per segment of steps: O((S + steps/S) · state));
 5. loss = mean task loss of the final states; per-parameter gradient normalisation
    (Growing NCA) or global-norm clipping; Adam with a piecewise-constant schedule;
 6. write the final states back into the pool.
@@ -59,6 +60,7 @@ class PoolConfig:
     damage: int = 0
     reseed: int = 1
     remat: bool = True
+    remat_segments: int = 0  # >0: checkpoint segments of steps too (memory ~ segments + steps/segments)
     hidden: Mapping[str, int] | None = None
     learn_perception: tuple[str, ...] = ()
     warmup_steps: int = 0
@@ -85,6 +87,16 @@ class PoolConfig:
                 f"PoolConfig.reseed must be in [0, batch_size - damage], got reseed={self.reseed}, "
                 f"damage={self.damage}, batch_size={self.batch_size}"
             )
+        if (
+            isinstance(self.remat_segments, bool)
+            or not isinstance(self.remat_segments, int)
+            or self.remat_segments < 0
+        ):
+            raise ValueError(
+                f"PoolConfig.remat_segments must be an integer >= 0, got {self.remat_segments!r}"
+            )
+        if self.remat_segments and not self.remat:
+            raise ValueError("PoolConfig.remat_segments needs remat=True")
         if (
             isinstance(self.warmup_steps, bool)
             or not isinstance(self.warmup_steps, int)
@@ -189,10 +201,24 @@ def make_pool_trainer(env, env_params, config: PoolConfig = PoolConfig()):
             body = jax.checkpoint(body)
 
         def one(state, k):
-            final, _ = jax.lax.scan(
-                body, state, (jnp.arange(config.max_steps), jax.random.split(k, config.max_steps))
-            )
-            return final
+            xs = (jnp.arange(config.max_steps), jax.random.split(k, config.max_steps))
+            if not config.remat_segments:
+                return jax.lax.scan(body, state, xs)[0]
+            # Two-level checkpointing: the backward pass keeps one carry per segment and, while
+            # it differentiates a segment, one per step of that segment: S + T/S carries
+            # instead of T (O(sqrt T) with S ~ sqrt T), for one more forward pass.
+            n_seg = min(config.remat_segments, config.max_steps)
+            seg = -(-config.max_steps // n_seg)
+            pad = n_seg * seg - config.max_steps  # padded steps are masked out (t >= n_steps)
+            xs = jax.tree.map(lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], pad, 0)]) if pad else x, xs)
+            xs = (xs[0].at[config.max_steps :].set(config.max_steps), xs[1])
+            xs = jax.tree.map(lambda x: x.reshape(n_seg, seg, *x.shape[1:]), xs)
+
+            @jax.checkpoint
+            def segment(state, seg_xs):
+                return jax.lax.scan(body, state, seg_xs)[0], None
+
+            return jax.lax.scan(segment, state, xs)[0]
 
         final = jax.vmap(one)(batch, jax.random.split(key, config.batch_size))
         losses = jax.vmap(env.loss, in_axes=(0, None))(final, env_params)

@@ -466,6 +466,16 @@ def make_ppo(config: PPOConfig, env=None, env_params=None) -> PPO:
         env_params = made_params if env_params is None else env_params
     env_params = env.default_params if env_params is None else env_params
     env.check_params(env_params)
+    k = config.parent_every
+    if k > 1 and "parent" in env.agent_levels:
+        tau, length = int(env_params.tau_c), int(env_params.max_steps_in_episode)
+        if tau % k or length % k:
+            # Decisions fall at episode times tau_c + j*k; rollouts of num_steps (a multiple of
+            # k) then start and end on decisions only if tau_c and the episode length are too.
+            raise ValueError(
+                f"PPOConfig.parent_every={k} must divide the env's tau_c ({tau}) and episode length "
+                f"({length}), so that every rollout starts and ends on a coordinator decision"
+            )
     levels = env.agent_levels
     hiddens = tuple(config.hidden if lvl == "cell" else config.parent_hidden for lvl in levels)
     model = ActorCritic(
@@ -479,7 +489,6 @@ def make_ppo(config: PPOConfig, env=None, env_params=None) -> PPO:
     )
     central = config.algo == "mappo"
     log_env = LevelLogWrapper(env)
-    k = config.parent_every
     tau_c = env_params.tau_c
     held_levels = tuple(lvl for lvl in levels if lvl != "cell")
     mesh = config.mesh
@@ -523,14 +532,17 @@ def make_ppo(config: PPOConfig, env=None, env_params=None) -> PPO:
         return env_action, new_held, sampled, logp, value, decide
 
     def policy_apply(params, obs):
-        """Deterministic policy of one world: each level's actor mean (no action repeat)."""
-        return {
-            lvl: NCAUpdateRule(model.action_dims[i], model.hiddens[i]).apply(
+        """Deterministic policy of one world: each level's actor mean, clipped as the env
+        received it in training. Stateless, so without the coordinators' action repeat: with
+        ``parent_every > 1`` use :func:`policy_rollout` / :func:`evaluate_policy`."""
+        out = {}
+        for i, lvl in enumerate(levels):
+            a = NCAUpdateRule(model.action_dims[i], model.hiddens[i]).apply(
                 {"params": params["net"]["params"][lvl]["actor"]},
                 normalize(params["obs_norm"][lvl], obs[lvl]),
             )
-            for i, lvl in enumerate(levels)
-        }
+            out[lvl] = jnp.clip(a, -1.0, 1.0) if config.clip_action else a
+        return out
 
     def zeros_held(n=None):
         shape = () if n is None else (n,)

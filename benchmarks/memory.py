@@ -7,6 +7,8 @@ Configurations (Growing NCA on 72x72, batch 8, pool 1024, the rollout length fix
   (the default: ``jax.checkpoint`` around each step of the scan);
 - ``ours_remat_donate``: the same with ``PoolConfig(donate=True)``: the iteration donates its
   input, so the new pool may reuse the old one's buffer (what ``hnca train`` runs);
+- ``ours_sqrt_donate``: ``PoolConfig(remat_segments=ceil(sqrt(T)), donate=True)``: two-level
+  checkpointing (per segment of steps and per step), memory ~ (S + T/S) states = O(sqrt T);
 - ``ours_noremat``: ``remat=False``;
 - ``ref``: the plain-JAX reference trainer of ``benchmarks/common.py`` (no checkpointing).
 
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import resource
 import statistics
 import subprocess
@@ -46,7 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, environment_info, finish, print_header, table  # noqa: E402
 
 DEFAULT_OUT = RESULTS / "memory.json"
-IMPLS = ("ours_remat", "ours_remat_donate", "ours_noremat", "ref")
+IMPLS = ("ours_remat", "ours_remat_donate", "ours_sqrt_donate", "ours_noremat", "ref")
 TARGET_BYTES = 1e9  # issue #6: under 1 GB for batch 8 x 96 steps at 72x72 with checkpointing
 MB = 1e6
 
@@ -74,8 +77,9 @@ def child(impl: str, steps: int, grid: int, batch: int, pool: int) -> dict[str, 
             batch_size=batch,
             min_steps=steps,
             max_steps=steps,
-            remat=impl.startswith("ours_remat"),
-            donate=impl == "ours_remat_donate",
+            remat=impl.startswith(("ours_remat", "ours_sqrt")),
+            remat_segments=math.ceil(math.sqrt(steps)) if impl == "ours_sqrt_donate" else 0,
+            donate=impl.endswith("_donate"),
         )
         init, iteration, _ = make_pool_trainer(env, env_params, cfg)
     state = jax.block_until_ready(init(jax.random.key(0)))
@@ -155,7 +159,7 @@ def _total(r):
 def verdicts(rows, steps_list) -> list[dict[str, Any]]:
     out = []
     t_max = max(steps_list)
-    for impl in ("ours_remat", "ours_remat_donate"):
+    for impl in ("ours_remat", "ours_remat_donate", "ours_sqrt_donate"):
         r = next((x for x in rows if x["impl"] == impl and x["steps"] == t_max and "skipped" not in x), None)
         if r is None or not r.get("xla"):
             continue
@@ -175,22 +179,23 @@ def verdicts(rows, steps_list) -> list[dict[str, Any]]:
                 "pass": rss < TARGET_BYTES,
             }
         )
-    remat = sorted(
-        (x for x in rows if x["impl"] == "ours_remat" and "skipped" not in x), key=lambda x: x["steps"]
-    )
-    if len(remat) >= 3 and all(x.get("xla") for x in remat):
+    for impl in ("ours_remat", "ours_sqrt_donate"):
+        rs = sorted((x for x in rows if x["impl"] == impl and "skipped" not in x), key=lambda x: x["steps"])
+        if len(rs) < 3 or not all(x.get("xla") for x in rs):
+            continue
+
         # Sub-linear means the cost of one more step falls as T grows: compare the marginal
         # bytes per step over the first and the last interval. (temp/T falls for any affine
         # function with an offset, so it is not the test.)
         def marginal(a, b):
             return (_temp(b) - _temp(a)) / (b["steps"] - a["steps"])
 
-        first, last = marginal(remat[0], remat[1]), marginal(remat[-2], remat[-1])
+        first, last = marginal(rs[0], rs[1]), marginal(rs[-2], rs[-1])
         out.append(
             {
-                "target": "ours_remat: memory sub-linear in rollout length",
-                "measured": f"marginal temp {first / MB:.2f} MB/step (T {remat[0]['steps']}-{remat[1]['steps']}) "
-                f"-> {last / MB:.2f} MB/step (T {remat[-2]['steps']}-{remat[-1]['steps']})",
+                "target": f"{impl}: memory sub-linear in rollout length",
+                "measured": f"marginal temp {first / MB:.2f} MB/step (T {rs[0]['steps']}-{rs[1]['steps']}) "
+                f"-> {last / MB:.2f} MB/step (T {rs[-2]['steps']}-{rs[-1]['steps']})",
                 "pass": last < 0.9 * first,
             }
         )
@@ -276,7 +281,7 @@ def plot(rows, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
-    styles = dict(zip(IMPLS, ("o-", "s--", "^-", "x:")))  # some lines overlap: tell them apart
+    styles = dict(zip(IMPLS, ("o-", "s--", "d-", "^-", "x:")))  # some lines overlap: tell them apart
     for impl in IMPLS:
         rs = sorted((r for r in rows if r["impl"] == impl and r.get("xla")), key=lambda r: r["steps"])
         if not rs:

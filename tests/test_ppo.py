@@ -288,3 +288,24 @@ def test_reward_is_one_config_field():
         PPOConfig.for_task("Density-v0", **{**TINY, "reward": {"local": 1.0, "team": 0.5}})
     )
     assert isinstance(env.reward, rewards.Weighted) and params.reward_weights == {"local": 1.0, "team": 0.5}
+
+
+def test_parent_every_must_align_with_tau_c_and_episode():
+    with pytest.raises(ValueError, match="must divide the env's tau_c"):
+        make_ppo(
+            PPOConfig.for_task(
+                "HNCA-Grow-v0",
+                **{
+                    **TINY,
+                    "parent_every": 2,
+                    "env_kwargs": {"grid": (8, 8), "tau_c": 3, "max_steps_in_episode": 8},
+                },
+            )
+        )
+    with pytest.raises(ValueError, match="episode length"):
+        make_ppo(
+            PPOConfig.for_task(
+                "Density-v0",
+                **{**TINY, "parent_every": 4, "env_kwargs": {"grid": (8, 8), "max_steps_in_episode": 6}},
+            )
+        )
