@@ -263,6 +263,33 @@ def throughput(tasks, updates: int) -> str:
     return table(header, rows, left=2)
 
 
+def reward_sweep(task: str, args) -> str:
+    """IPPO on ``task`` with each library reward (same seeds, budget and evaluation worlds)."""
+    rows, per = [], {}
+    eval_keys = [jax.random.fold_in(jax.random.key(10_000), s) for s in range(args.seeds)]
+    for reward in ppo_lib.REWARDS:
+        cfg = ppo_lib.PPOConfig.for_task(task, reward=reward, total_timesteps=args.budget)
+        ppo = ppo_lib.make_ppo(cfg)
+        out = jax.jit(jax.vmap(ppo.train))(jax.random.split(jax.random.key(0), args.seeds))
+        scores = [
+            ppo_lib.evaluate_policy(
+                ppo,
+                jax.tree.map(lambda x, s=s: x[s], out["state"].params),
+                eval_keys[s],
+                n_worlds=args.worlds,
+            )
+            for s in range(args.seeds)
+        ]
+        per[reward] = scores
+        cells = [
+            f"{interval([r[m] for r in scores])[0]:.4g} ± {interval([r[m] for r in scores])[1]:.2g}"
+            for m in HEADLINE[task]
+        ]
+        rows.append([reward, *cells])
+        print("  ", *rows[-1], flush=True)
+    return table(["reward", *HEADLINE[task]], rows), per
+
+
 def plot(results: list[dict], path: str) -> None:
     """Training curves: mean reward per cell and step over updates (mean over seeds), per task."""
     import matplotlib
@@ -302,7 +329,35 @@ def main(argv=None) -> int:
         metavar="N",
         help="only time N PPO updates per task and algo (no training runs)",
     )
+    ap.add_argument(
+        "--reward-sweep", action="store_true", help="only IPPO with each library reward, per task"
+    )
     args = ap.parse_args(argv)
+    if args.reward_sweep:
+        info = environment_info()
+        print_header(info)
+        started = time.perf_counter()
+        texts, per = [], {}
+        for task in args.tasks:
+            text, per[task] = reward_sweep(task, args)
+            texts.append(
+                f"{task}, IPPO, {args.seeds} seeds x {args.worlds} worlds, budget {args.budget}\n\n{text}"
+            )
+        text = "\n\n".join(texts)
+        print()
+        print(text)
+        write_json(
+            Path(args.out).with_name("reward_sweep.json"),
+            {
+                "environment": info,
+                "config": vars(args),
+                "command": " ".join([sys.argv[0], *(sys.argv[1:] if argv is None else argv)]),
+                "per_seed": per,
+                "table_markdown": text,
+                "total_s": time.perf_counter() - started,
+            },
+        )
+        return 0
     if args.throughput:
         info = environment_info()
         print_header(info)
