@@ -516,7 +516,8 @@ def make_ppo(config: PPOConfig, env=None, env_params=None) -> PPO:
         return model.apply(params["net"], obs, world_state)
 
     def act(params, key, obs, world_state, time, held, deterministic=False):
-        """One world's action: ``(action, held, log_prob, value, decide)``."""
+        """One world's step of the policy: ``(env_action, held, sampled, log_prob, value,
+        decide)`` (the env gets ``env_action``: clipped, coordinators' held between decisions)."""
         out = forward(params, obs, world_state)
         decide = deciding(time)
         keys = jax.random.split(key, len(levels))
@@ -561,6 +562,13 @@ def make_ppo(config: PPOConfig, env=None, env_params=None) -> PPO:
         optax.adam(lr_schedule if config.anneal_lr else config.lr, eps=1e-5),
     )
 
+    def merge_rollout(norm, traj):
+        """Fold a rollout's observations (and MAPPO's world states) into the statistics."""
+        out = {lvl: merge_norm(norm[lvl], traj.obs[lvl]) for lvl in levels}
+        if central:
+            out["world"] = merge_norm(norm["world"], traj.world_state)
+        return out
+
     def init(key: Array) -> PPOState:
         k_net, k_env, k_warm, key = jax.random.split(key, 4)
         obs1, state1 = log_env.reset(jax.random.key(0), env_params)
@@ -583,9 +591,7 @@ def make_ppo(config: PPOConfig, env=None, env_params=None) -> PPO:
                 None,
                 config.num_steps,
             )
-            norm = {lvl: merge_norm(norm[lvl], traj.obs[lvl]) for lvl in levels} | (
-                {"world": merge_norm(norm["world"], traj.world_state)} if central else {}
-            )
+            norm = merge_rollout(norm, traj)
         return PPOState(
             {"net": net, "obs_norm": norm},
             tx.init(net),
@@ -705,9 +711,7 @@ def make_ppo(config: PPOConfig, env=None, env_params=None) -> PPO:
             epoch, (params["net"], state.opt_state, k_epochs), None, config.update_epochs
         )
         if config.normalize_obs:  # the next rollout normalises with this one's statistics too
-            norm = {lvl: merge_norm(norm[lvl], traj.obs[lvl]) for lvl in levels} | (
-                {"world": merge_norm(norm["world"], traj.world_state)} if central else {}
-            )
+            norm = merge_rollout(norm, traj)
         params = {"net": net, "obs_norm": norm}
         metrics = {name: jnp.mean(v) for name, v in stats.items()}
         finished = traj.info["returned_episode"]

@@ -57,17 +57,42 @@ def interval(values) -> tuple[float, float]:
     return float(v.mean()), float(t * v.std(ddof=1) / np.sqrt(len(v)))
 
 
+def evaluation_keys(seeds: int) -> list:
+    """Evaluation key of seed ``i``: every policy is scored on the same worlds per seed."""
+    return [jax.random.fold_in(jax.random.key(10_000), s) for s in range(seeds)]
+
+
+def ppo_scores(ppo, out: dict, eval_keys: list, worlds: int) -> list[dict[str, float]]:
+    """The task metrics of each seed of a vmapped ``train`` output, on its evaluation worlds."""
+    return [
+        ppo_lib.evaluate_policy(
+            ppo, jax.tree.map(lambda x, s=s: x[s], out["state"].params), k, n_worlds=worlds
+        )
+        for s, k in enumerate(eval_keys)
+    ]
+
+
+def shown(values) -> str:
+    """``mean ± 95% interval`` of per-seed values."""
+    m, ci = interval(values)
+    return f"{m:.4g} ± {ci:.2g}"
+
+
+def quick_settings(args) -> dict:
+    """PPO batch settings of ``--quick`` (tiny, to check that everything runs)."""
+    return dict(num_envs=4, num_steps=8, num_minibatches=2, update_epochs=1) if args.quick else {}
+
+
 def mean_metrics(per_world: dict) -> dict[str, float]:
     return {k: float(np.mean(v)) for k, v in per_world.items()}
 
 
 def run_task(task: str, args) -> dict:
-    small = dict(num_envs=4, num_steps=8, num_minibatches=2, update_epochs=1) if args.quick else {}
-    cfg = ppo_lib.PPOConfig.for_task(task, total_timesteps=args.budget, **small)
+    cfg = ppo_lib.PPOConfig.for_task(task, total_timesteps=args.budget, **quick_settings(args))
     env, env_params = ppo_lib.make_env(cfg)
     episode = int(env_params.max_steps_in_episode)
     agents_per_world = sum(int(np.prod(env.grid_shape(lvl))) for lvl in env.agent_levels)
-    eval_keys = [jax.random.fold_in(jax.random.key(10_000), s) for s in range(args.seeds)]
+    eval_keys = evaluation_keys(args.seeds)
     rows: dict[str, dict] = {}
 
     def score(name, per_seed_metrics, extra=None):
@@ -144,10 +169,7 @@ def run_task(task: str, args) -> dict:
         t0 = time.perf_counter()
         out = jax.block_until_ready(compiled(keys))
         seconds = time.perf_counter() - t0
-        per_seed = []
-        for s in range(args.seeds):
-            params = jax.tree.map(lambda x, s=s: x[s], out["state"].params)
-            per_seed.append(ppo_lib.evaluate_policy(ppo, params, eval_keys[s], n_worlds=args.worlds))
+        per_seed = ppo_scores(ppo, out, eval_keys, args.worlds)
         steps = args.seeds * acfg.num_updates * acfg.num_envs * acfg.num_steps
         curves[algo] = {
             k: np.asarray(v).mean(0).tolist()
@@ -263,28 +285,19 @@ def throughput(tasks, updates: int) -> str:
     return table(header, rows, left=2)
 
 
-def reward_sweep(task: str, args) -> str:
+def reward_sweep(task: str, args) -> tuple[str, dict]:
     """IPPO on ``task`` with each library reward (same seeds, budget and evaluation worlds)."""
     rows, per = [], {}
-    eval_keys = [jax.random.fold_in(jax.random.key(10_000), s) for s in range(args.seeds)]
+    eval_keys = evaluation_keys(args.seeds)
     for reward in ppo_lib.REWARDS:
-        cfg = ppo_lib.PPOConfig.for_task(task, reward=reward, total_timesteps=args.budget)
+        cfg = ppo_lib.PPOConfig.for_task(
+            task, reward=reward, total_timesteps=args.budget, **quick_settings(args)
+        )
         ppo = ppo_lib.make_ppo(cfg)
         out = jax.jit(jax.vmap(ppo.train))(jax.random.split(jax.random.key(0), args.seeds))
-        scores = [
-            ppo_lib.evaluate_policy(
-                ppo,
-                jax.tree.map(lambda x, s=s: x[s], out["state"].params),
-                eval_keys[s],
-                n_worlds=args.worlds,
-            )
-            for s in range(args.seeds)
-        ]
+        scores = ppo_scores(ppo, out, eval_keys, args.worlds)
         per[reward] = scores
-        cells = [
-            f"{interval([r[m] for r in scores])[0]:.4g} ± {interval([r[m] for r in scores])[1]:.2g}"
-            for m in HEADLINE[task]
-        ]
+        cells = [shown([r[m] for r in scores]) for m in HEADLINE[task]]
         rows.append([reward, *cells])
         print("  ", *rows[-1], flush=True)
     return table(["reward", *HEADLINE[task]], rows), per
@@ -333,6 +346,10 @@ def main(argv=None) -> int:
         "--reward-sweep", action="store_true", help="only IPPO with each library reward, per task"
     )
     args = ap.parse_args(argv)
+    if args.quick:
+        args.budget = min(args.budget, 256)
+        args.worlds = min(args.worlds, 4)
+        args.seeds = min(args.seeds, 2)
     if args.reward_sweep:
         info = environment_info()
         print_header(info)
@@ -381,10 +398,6 @@ def main(argv=None) -> int:
 
         plot(json.loads(Path(args.out).read_text())["results"], args.plot or "docs/baselines.png")
         return 0
-    if args.quick:
-        args.budget = min(args.budget, 256)
-        args.worlds = min(args.worlds, 4)
-        args.seeds = min(args.seeds, 2)
     info = environment_info()
     print_header(info)
     started = time.perf_counter()
