@@ -113,20 +113,22 @@ def test_regrow_cuts_one_disc_and_ignores_the_envs_own_damage():
 
 
 def test_segment_checkpointing_gives_the_same_training():
-    """remat_segments (two-level, sqrt-T memory) computes exactly what per-step remat does."""
+    """remat_segments (two-level, sqrt-T memory) and donate compute exactly what per-step remat does."""
     import dataclasses
 
     env, params = hnca_env.make("Grow-v0", grid=(12, 12), target_size=8)
     base = PoolConfig(pool_size=8, batch_size=2, min_steps=3, max_steps=7, hidden={"cell": 8})
     runs = []
-    for segs in (0, 3):
-        init, it, _ = make_pool_trainer(env, params, dataclasses.replace(base, remat_segments=segs))
+    for segs, donate in ((0, False), (3, False), (3, True)):
+        cfg = dataclasses.replace(base, remat_segments=segs, donate=donate)
+        init, it, _ = make_pool_trainer(env, params, cfg)
         s = init(jax.random.key(0))
         for _ in range(2):
             s, m = it(s)
         runs.append((float(m["loss"]), s.params))
-    assert runs[0][0] == pytest.approx(runs[1][0], rel=1e-6)
-    for a, b in zip(jax.tree.leaves(runs[0][1]), jax.tree.leaves(runs[1][1])):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    for loss, p in runs[1:]:  # segments, and segments with the state donated
+        assert runs[0][0] == pytest.approx(loss, rel=1e-6)
+        for a, b in zip(jax.tree.leaves(runs[0][1]), jax.tree.leaves(p)):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
     with pytest.raises(ValueError, match="remat_segments needs remat"):
         PoolConfig(remat=False, remat_segments=2)

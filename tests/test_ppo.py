@@ -309,3 +309,29 @@ def test_parent_every_must_align_with_tau_c_and_episode():
                 **{**TINY, "parent_every": 4, "env_kwargs": {"grid": (8, 8), "max_steps_in_episode": 6}},
             )
         )
+
+
+def test_running_statistics_equal_those_of_all_samples():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(2.0, 3.0, size=(40, 5)), rng.normal(-1.0, 0.5, size=(7, 3, 5))
+    stats = ppo_lib.merge_norm(ppo_lib.merge_norm(ppo_lib.identity_norm(5), jnp.asarray(a)), jnp.asarray(b))
+    both = np.concatenate([a, b.reshape(-1, 5)])
+    np.testing.assert_allclose(stats["mean"], both.mean(0), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(stats["var"], both.var(0), rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(
+        ppo_lib.normalize(stats, jnp.asarray(both)),
+        np.clip((both - both.mean(0)) / both.std(0), -10, 10),
+        atol=1e-3,
+    )
+
+
+def test_policy_apply_is_the_deterministic_action():
+    cfg = PPOConfig.for_task("Density-v0", **TINY)
+    ppo = make_ppo(cfg)
+    state, _ = jax.jit(ppo.update)(jax.jit(ppo.init)(jax.random.key(0)))  # a trained, nonzero actor
+    obs, st = ppo.env.reset(jax.random.key(1), ppo.env_params)
+    got = ppo.policy_apply(state.params, obs)
+    want, *_ = ppo.act(state.params, jax.random.key(2), obs, None, st.time, {}, True)
+    for lvl in ("cell", "parent"):
+        assert float(jnp.max(jnp.abs(got[lvl]))) > 0
+        np.testing.assert_allclose(got[lvl], want[lvl], rtol=1e-5, atol=1e-6)
