@@ -5,8 +5,12 @@ Sobel perception, a 48 -> 128 -> 16 ReLU MLP per cell, fire rate 0.5, alive mask
 grids, 64 steps. Three implementations of it:
 
 - ``ours``: ``hnca_env.make("Grow-v0")`` and the ``agents.networks`` policy (same MLP
-  weights as the others): per step the policy on the observation, then ``env.step_env``,
-  vmapped over the batch, ``lax.scan`` over time. Rewards are not consumed (XLA drops them).
+  weights as the others): per step the policy on the observation, then ``env.step_env``, a
+  ``lax.scan`` over time per world, the worlds batched by ``hnca_env.rollout.map_worlds``
+  with its default ``world_chunk="auto"`` (on a CPU: one world after another, each through
+  all its steps, which keeps its state in cache). Rewards are not consumed (XLA drops them).
+- ``ours_vmap``: the same with ``world_chunk=None``: one ``vmap`` over the batch inside the
+  time scan (what a hand-written loop does; what an accelerator wants).
 - ``ref``: the plain-JAX reference step of ``benchmarks/throughput.py`` (slice perception,
   matmul MLP) in a ``lax.scan`` over a ``(B, H, W, C)`` batch.
 - ``cax``: CAX's Growing NCA as its example notebook builds it (``ConvPerceive`` depthwise
@@ -20,8 +24,11 @@ grids, 64 steps. Three implementations of it:
 
 Training: one pool-training iteration (pool 1024, batch 8, 64 steps BPTT, Adam):
 
-- ``ours`` / ``ours_noremat``: ``agents.pool.make_pool_trainer(env, params, PoolConfig(...))``
-  with ``remat=True`` (the default, ``jax.checkpoint`` per step) and ``remat=False``.
+- ``ours`` / ``ours_vmap`` / ``ours_noremat``: ``agents.pool.make_pool_trainer(env, params,
+  PoolConfig(...))`` with its defaults (``remat=True``: ``jax.checkpoint`` per step;
+  ``world_chunk="auto"``: on a CPU the batch's worlds are differentiated one after another
+  and their gradients summed), with ``world_chunk=None`` (one vmapped rollout of the whole
+  batch) and with ``remat=False``.
 - ``ref``: the plain-JAX reference trainer of ``benchmarks/common.py`` (same algorithm, no
   checkpointing).
 - ``cax_notebook``: the ``train_step`` of CAX's Growing-NCA notebook (``nnx.jit``,
@@ -75,6 +82,7 @@ from common import (  # noqa: E402
 
 import hnca_env  # noqa: E402
 from agents.networks import make_policy  # noqa: E402
+from hnca_env.rollout import env_cells, map_worlds  # noqa: E402
 from agents.pool import PoolConfig, make_pool_trainer  # noqa: E402
 
 DEFAULT_OUT = RESULTS / "compare.json"
@@ -97,24 +105,35 @@ def ours_policy_params(env, weights):
     return p
 
 
-def ours_rollout_program(grid: int, batch: int, steps: int, weights):
+def ours_rollout_program(grid: int, batch: int, steps: int, weights, world_chunk="auto"):
+    """The policy + ``env.step_env`` rollout of ``batch`` worlds, batched by
+    :func:`hnca_env.rollout.map_worlds`: ``world_chunk="auto"`` (the library's default: on a
+    CPU the worlds run one after another, each through all its steps) or ``None`` (one
+    ``vmap`` inside the time scan, as a user's hand-written loop would)."""
     env, env_params = hnca_env.make("Grow-v0", grid=(grid, grid))
     _, apply = make_policy(env)
-    v_apply = jax.vmap(apply, in_axes=(None, 0))
-    v_step = jax.vmap(env.step_env, in_axes=(0, 0, 0, None))
     obs0, state0 = jax.jit(jax.vmap(env.reset_env, in_axes=(0, None)))(
         jax.random.split(jax.random.key(0), batch), env_params
     )
 
-    def run(obs, state, key, pparams, env_params):
+    def one_world(obs, state, key, pparams, env_params):
         def body(carry, k):
             obs, state = carry
-            action = v_apply(pparams, obs)
-            obs, state, _, _, _ = v_step(jax.random.split(k, batch), state, action, env_params)
+            obs, state, _, _, _ = env.step_env(k, state, apply(pparams, obs), env_params)
             return (obs, state), None
 
-        (obs, state), _ = jax.lax.scan(body, (obs, state), jax.random.split(key, steps))
-        return state.grids["cell"]
+        return jax.lax.scan(body, (obs, state), jax.random.split(key, steps))[0][1].grids["cell"]
+
+    def run(obs, state, key, pparams, env_params):
+        keys = jax.random.split(key, batch)
+        return map_worlds(
+            lambda o, s, k: one_world(o, s, k, pparams, env_params),
+            obs,
+            state,
+            keys,
+            world_chunk=world_chunk,
+            cells_per_world=env_cells(env),
+        )
 
     return run, (obs0, state0, jax.random.key(0), ours_policy_params(env, weights), env_params)
 
@@ -325,6 +344,7 @@ def rollout_benches(args, cax, weights) -> list[dict[str, Any]]:
     for batch in args.batches:
         builders = {
             "ours": lambda: ("jax", *ours_rollout_program(g, batch, steps, weights)),
+            "ours_vmap": lambda: ("jax", *ours_rollout_program(g, batch, steps, weights, None)),
             "ref": lambda: ("jax", *ref_rollout_program(g, batch, steps, weights)),
         }
         if cax is not None:
@@ -375,8 +395,10 @@ def train_benches(args, cax) -> list[dict[str, Any]]:
     g, batch, steps, pool = args.grid, args.train_batch, args.train_steps, args.pool_size
     env, env_params = hnca_env.make("Grow-v0", grid=(g, g))
 
-    def ours(remat):
-        cfg = PoolConfig(pool_size=pool, batch_size=batch, min_steps=steps, max_steps=steps, remat=remat)
+    def ours(remat, world_chunk="auto"):
+        cfg = PoolConfig(
+            pool_size=pool, batch_size=batch, min_steps=steps, max_steps=steps, remat=remat, world_chunk=world_chunk
+        )
         init, iteration, _ = make_pool_trainer(env, env_params, cfg)
         return "jax", iteration, (init(jax.random.key(0)),)
 
@@ -384,7 +406,12 @@ def train_benches(args, cax) -> list[dict[str, Any]]:
         init, iteration = make_ref_trainer(env_params.target, g, batch, steps, pool)
         return "jax", iteration, (init(jax.random.key(0)),)
 
-    builders = {"ours": lambda: ours(True), "ours_noremat": lambda: ours(False), "ref": ref}
+    builders = {
+        "ours": lambda: ours(True),
+        "ours_vmap": lambda: ours(True, None),
+        "ours_noremat": lambda: ours(False),
+        "ref": ref,
+    }
     if cax is not None:
         for name, sow in (("cax_notebook", True), ("cax_final", False)):
             builders[name] = lambda sow=sow: (
@@ -435,7 +462,7 @@ def verdicts(rows: list[dict[str, Any]], batches: Sequence[int]) -> list[dict[st
         }
     )
     ref = _get(rows, kind="train", impl="ref")
-    for impl in ("ours", "ours_noremat"):
+    for impl in ("ours", "ours_vmap", "ours_noremat"):
         mine = _get(rows, kind="train", impl=impl)
         ratio = None if mine is None or ref is None else ref["median_s"] / mine["median_s"]
         out.append(
@@ -462,11 +489,13 @@ def report(rows, args, verdict_rows, cax_note) -> str:
 
     rrows = []
     for b in batches:
-        o, r, c = (_get(rows, kind="rollout", impl=i, batch=b) for i in ("ours", "ref", "cax"))
-        rrows.append([str(b), rate(o), rate(r), rate(c), ratio(o, r), ratio(o, c), comp(o), comp(r), comp(c)])
+        o, v, r, c = (_get(rows, kind="rollout", impl=i, batch=b) for i in ("ours", "ours_vmap", "ref", "cax"))
+        rrows.append(
+            [str(b), rate(o), rate(v), rate(r), rate(c), ratio(o, r), ratio(o, c), ratio(v, c), comp(o), comp(r), comp(c)]
+        )
     trows = []
     ours = _get(rows, kind="train", impl="ours")
-    for impl in ("ours", "ours_noremat", "ref", "cax_notebook", "cax_final"):
+    for impl in ("ours", "ours_vmap", "ours_noremat", "ref", "cax_notebook", "cax_final"):
         t = _get(rows, kind="train", impl=impl)
         if t is None:
             trows.append([impl, "skip", "-", "-", "-", "-"])
@@ -492,7 +521,19 @@ def report(rows, args, verdict_rows, cax_note) -> str:
         "time(other) / time(ours), so > 1 means ours is faster; compile seconds:",
         "",
         table(
-            ["B", "ours", "ref", "CAX", "ours/ref", "ours/CAX", "compile ours", "compile ref", "compile CAX"],
+            [
+                "B",
+                "ours",
+                "ours_vmap",
+                "ref",
+                "CAX",
+                "ours/ref",
+                "ours/CAX",
+                "ours_vmap/CAX",
+                "compile ours",
+                "compile ref",
+                "compile CAX",
+            ],
             rrows,
         ),
         "",

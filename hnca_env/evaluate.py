@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from hnca_env import sharding
-from hnca_env.rollout import rollout
+from hnca_env.rollout import WORLD_CHUNK_AUTO, env_cells, map_worlds, resolve_world_chunk, rollout
 
 Array = jax.Array
 Policy = Callable[[Array, dict], dict]
@@ -37,11 +37,14 @@ def evaluate_worlds(
     n_worlds: int = 32,
     steps: int | None = None,
     mesh=None,
+    world_chunk: int | str | None = WORLD_CHUNK_AUTO,
 ) -> dict[str, Array]:
     """Per-world metrics ``{name: (n_worlds,)}`` (jitted; ``policy(key, obs)`` acts in one world).
 
     ``mesh``: a :func:`hnca_env.sharding.world_mesh` to spread the worlds over its devices
-    (``n_worlds`` a multiple of the device count); the numbers are the same.
+    (``n_worlds`` a multiple of the device count); the numbers are the same. ``world_chunk``:
+    how the worlds are batched (:func:`hnca_env.rollout.map_worlds`; ``"auto"`` runs them one
+    after another on a CPU, all in one ``vmap`` elsewhere).
     """
     params = env.default_params if params is None else params
     env.check_params(params)
@@ -50,13 +53,17 @@ def evaluate_worlds(
     steps = int(params.max_steps_in_episode) if steps is None else steps
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    cells = env_cells(env)
+    resolve_world_chunk(world_chunk, n_worlds, mesh, cells)  # bad values fail here, before tracing
 
     def one(k):
         _, _, trace = rollout(env, policy, k, params, steps, record=lambda s: env.task.trace(s, params))
         return env.task.summarize(trace, params)
 
     keys = sharding.shard_worlds(jax.random.split(key, n_worlds), mesh)
-    return jax.jit(lambda ks: sharding.constrain_worlds(jax.vmap(one)(ks), mesh))(keys)
+    return jax.jit(
+        lambda ks: sharding.constrain_worlds(map_worlds(one, ks, world_chunk=world_chunk, mesh=mesh, cells_per_world=cells), mesh)
+    )(keys)
 
 
 def evaluate(
@@ -68,11 +75,14 @@ def evaluate(
     n_worlds: int = 32,
     steps: int | None = None,
     mesh=None,
+    world_chunk: int | str | None = WORLD_CHUNK_AUTO,
 ) -> dict[str, float]:
     """The task's named success metrics, each averaged over ``n_worlds`` rollouts of ``steps``
-    (default: the episode length ``params.max_steps_in_episode``); ``mesh`` as for
-    :func:`evaluate_worlds`."""
-    per_world = evaluate_worlds(env, policy, key, params, n_worlds=n_worlds, steps=steps, mesh=mesh)
+    (default: the episode length ``params.max_steps_in_episode``); ``mesh`` and ``world_chunk``
+    as for :func:`evaluate_worlds`."""
+    per_world = evaluate_worlds(
+        env, policy, key, params, n_worlds=n_worlds, steps=steps, mesh=mesh, world_chunk=world_chunk
+    )
     return {name: float(jnp.mean(v)) for name, v in per_world.items()}
 
 

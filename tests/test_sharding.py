@@ -110,6 +110,12 @@ def test_shard_worlds_rejects_indivisible_axis():
 
     with pytest.raises(ValueError, match="multiples of 3"):
         PoolConfig(pool_size=16, batch_size=4, mesh=FakeMesh())
+    # worlds run in sequence would serialise the mesh's devices; "auto" is vmap with a mesh
+    with pytest.raises(ValueError, match="use world_chunk=None"):
+        PoolConfig(pool_size=16, batch_size=4, mesh=mesh, world_chunk=1)
+    from hnca_env.rollout import resolve_world_chunk
+
+    assert resolve_world_chunk("auto", 64, mesh, cells_per_world=72 * 72) is None
 
 
 def test_replicate_and_no_mesh_passthrough():

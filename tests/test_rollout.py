@@ -1,0 +1,86 @@
+"""Batching many worlds: hnca_env.rollout.map_worlds / rollout_worlds and world_chunk."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import hnca_env
+from hnca_env.evaluate import evaluate_worlds, random_policy
+from hnca_env.rollout import (
+    AUTO_CHUNK_CELLS,
+    env_cells,
+    map_worlds,
+    resolve_world_chunk,
+    rollout,
+    rollout_worlds,
+)
+
+
+def _assert_trees_close(a, b, **tol):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), **tol)
+
+
+@pytest.mark.parametrize("chunk", [None, 1, 2, 4, "auto"])
+def test_rollout_worlds_equals_a_loop_of_single_rollouts(hnca_small, chunk):
+    env, params = hnca_small
+    policy = random_policy(env, 0.3)
+    keys = jax.random.split(jax.random.key(3), 4)
+    record = lambda s: s.grids["cell"].mean()  # noqa: E731
+    got = jax.jit(lambda k: rollout_worlds(env, policy, k, params, 6, record=record, world_chunk=chunk))(keys)
+    loop = [jax.jit(lambda k: rollout(env, policy, k, params, 6, record=record))(k) for k in keys]
+    want = jax.tree.map(lambda *xs: jnp.stack(xs), *loop)
+    _assert_trees_close(got, want, rtol=1e-4, atol=1e-5)  # float rounding of batched vs single ops
+
+
+def test_rollout_worlds_from_given_states(grow_env):
+    env, params = grow_env
+    keys = jax.random.split(jax.random.key(0), 4)
+    _, states = jax.vmap(env.reset_env, in_axes=(0, None))(keys, params)
+    policy = random_policy(env, 0.1)
+    a = rollout_worlds(env, policy, keys, params, 3, states=states, world_chunk=None)
+    b = rollout_worlds(env, policy, keys, params, 3, states=states, world_chunk=2)
+    _assert_trees_close(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_map_worlds_is_differentiable_like_vmap():
+    w = jnp.arange(3.0)
+    xs = jnp.arange(12.0).reshape(4, 3)
+
+    def loss(w, chunk):
+        return jnp.sum(map_worlds(lambda x: jnp.sin(x * w).sum(), xs, world_chunk=chunk) ** 2)
+
+    np.testing.assert_allclose(jax.grad(loss)(w, 1), jax.grad(loss)(w, None), rtol=1e-6)
+
+
+def test_auto_chunk_rule():
+    cpu = jax.default_backend() == "cpu"
+    assert resolve_world_chunk("auto", 8, cells_per_world=72 * 72) == (1 if cpu else None)
+    assert resolve_world_chunk("auto", 64, cells_per_world=24 * 24) == (8 if cpu else None)
+    # the largest divisor of the worlds up to the cell budget
+    assert resolve_world_chunk("auto", 30, cells_per_world=AUTO_CHUNK_CELLS // 4) == (3 if cpu else None)
+    assert resolve_world_chunk("auto", 4, cells_per_world=8 * 8) is None  # the whole batch fits
+    assert resolve_world_chunk("auto", 64) is None  # unknown world size: vmap
+    assert resolve_world_chunk(4, 4) is None and resolve_world_chunk(None, 4) is None
+    env, _ = hnca_env.make("HNCA-Grow-v0", grid=(16, 16))
+    assert env_cells(env) == 16 * 16 + (16 // env.cluster) ** 2
+
+
+@pytest.mark.parametrize(
+    "chunk, match", [(0, "positive integer"), (3, "must divide"), (True, "positive integer"), ("two", "positive")]
+)
+def test_bad_world_chunk_is_refused(grow_env, chunk, match):
+    env, params = grow_env
+    with pytest.raises(ValueError, match=match):
+        resolve_world_chunk(chunk, 4)
+    with pytest.raises(ValueError, match=match):
+        evaluate_worlds(env, random_policy(env), jax.random.key(0), params, n_worlds=4, steps=2, world_chunk=chunk)
+
+
+def test_evaluate_does_not_depend_on_the_chunk(grow_env):
+    env, params = grow_env
+    pol = random_policy(env, 0.2)
+    a = evaluate_worlds(env, pol, jax.random.key(1), params, n_worlds=4, steps=5, world_chunk=None)
+    b = evaluate_worlds(env, pol, jax.random.key(1), params, n_worlds=4, steps=5, world_chunk=1)
+    _assert_trees_close(a, b, rtol=1e-5, atol=1e-6)
