@@ -248,7 +248,9 @@ def make_pool_trainer(env, env_params, config: PoolConfig = PoolConfig()):
             return jax.tree.map(jnp.add, acc, g), aux
 
         split = partial(jax.tree.map, lambda x: x.reshape(n, chunk, *x.shape[1:]))
-        grads, (final, losses) = jax.lax.scan(body, jax.tree.map(jnp.zeros_like, params), split((batch, keys)))
+        grads, (final, losses) = jax.lax.scan(
+            body, jax.tree.map(jnp.zeros_like, params), split((batch, keys))
+        )
         final, losses = jax.tree.map(lambda x: x.reshape(config.batch_size, *x.shape[2:]), (final, losses))
         # each chunk's loss is the mean over its worlds; the batch mean is their mean
         return (jnp.mean(losses), (final, losses)), jax.tree.map(lambda g: g / n, grads)

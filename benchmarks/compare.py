@@ -82,8 +82,8 @@ from common import (  # noqa: E402
 
 import hnca_env  # noqa: E402
 from agents.networks import make_policy  # noqa: E402
-from hnca_env.rollout import env_cells, map_worlds  # noqa: E402
 from agents.pool import PoolConfig, make_pool_trainer  # noqa: E402
+from hnca_env.rollout import env_cells, map_worlds  # noqa: E402
 
 DEFAULT_OUT = RESULTS / "compare.json"
 CHANNELS, HIDDEN, KERNELS = 16, 128, 3
@@ -397,7 +397,12 @@ def train_benches(args, cax) -> list[dict[str, Any]]:
 
     def ours(remat, world_chunk="auto"):
         cfg = PoolConfig(
-            pool_size=pool, batch_size=batch, min_steps=steps, max_steps=steps, remat=remat, world_chunk=world_chunk
+            pool_size=pool,
+            batch_size=batch,
+            min_steps=steps,
+            max_steps=steps,
+            remat=remat,
+            world_chunk=world_chunk,
         )
         init, iteration, _ = make_pool_trainer(env, env_params, cfg)
         return "jax", iteration, (init(jax.random.key(0)),)
@@ -489,9 +494,23 @@ def report(rows, args, verdict_rows, cax_note) -> str:
 
     rrows = []
     for b in batches:
-        o, v, r, c = (_get(rows, kind="rollout", impl=i, batch=b) for i in ("ours", "ours_vmap", "ref", "cax"))
+        o, v, r, c = (
+            _get(rows, kind="rollout", impl=i, batch=b) for i in ("ours", "ours_vmap", "ref", "cax")
+        )
         rrows.append(
-            [str(b), rate(o), rate(v), rate(r), rate(c), ratio(o, r), ratio(o, c), ratio(v, c), comp(o), comp(r), comp(c)]
+            [
+                str(b),
+                rate(o),
+                rate(v),
+                rate(r),
+                rate(c),
+                ratio(o, r),
+                ratio(o, c),
+                ratio(v, c),
+                comp(o),
+                comp(r),
+                comp(c),
+            ]
         )
     trows = []
     ours = _get(rows, kind="train", impl="ours")

@@ -4,7 +4,11 @@
 Configurations (Growing NCA on 72x72, batch 8, pool 1024, the rollout length fixed at ``T``):
 
 - ``ours_remat``: ``agents.pool.make_pool_trainer(env, params, PoolConfig(remat=True))``
-  (the default: ``jax.checkpoint`` around each step of the scan);
+  (the defaults: ``jax.checkpoint`` around each step of the scan; ``world_chunk="auto"``,
+  which on a CPU differentiates the batch's worlds one after another and sums their
+  gradients, so one world's residuals are alive at a time);
+- ``ours_remat_vmap``: the same with ``world_chunk=None`` (the whole batch in one vmap: the
+  default before ``world_chunk`` existed, and the default off the CPU);
 - ``ours_remat_donate``: the same with ``PoolConfig(donate=True)``: the iteration donates its
   input, so the new pool may reuse the old one's buffer (what ``hnca train`` runs);
 - ``ours_sqrt_donate``: ``PoolConfig(remat_segments=ceil(sqrt(T)), donate=True)``: two-level
@@ -49,7 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, environment_info, finish, print_header, table  # noqa: E402
 
 DEFAULT_OUT = RESULTS / "memory.json"
-IMPLS = ("ours_remat", "ours_remat_donate", "ours_sqrt_donate", "ours_noremat", "ref")
+IMPLS = ("ours_remat", "ours_remat_vmap", "ours_remat_donate", "ours_sqrt_donate", "ours_noremat", "ref")
 TARGET_BYTES = 1e9  # issue #6: under 1 GB for batch 8 x 96 steps at 72x72 with checkpointing
 MB = 1e6
 
@@ -80,6 +84,7 @@ def child(impl: str, steps: int, grid: int, batch: int, pool: int) -> dict[str, 
             remat=impl.startswith(("ours_remat", "ours_sqrt")),
             remat_segments=math.ceil(math.sqrt(steps)) if impl == "ours_sqrt_donate" else 0,
             donate=impl.endswith("_donate"),
+            world_chunk=None if impl.endswith("_vmap") else "auto",
         )
         init, iteration, _ = make_pool_trainer(env, env_params, cfg)
     state = jax.block_until_ready(init(jax.random.key(0)))
@@ -159,7 +164,7 @@ def _total(r):
 def verdicts(rows, steps_list) -> list[dict[str, Any]]:
     out = []
     t_max = max(steps_list)
-    for impl in ("ours_remat", "ours_remat_donate", "ours_sqrt_donate"):
+    for impl in ("ours_remat", "ours_remat_vmap", "ours_remat_donate", "ours_sqrt_donate"):
         r = next((x for x in rows if x["impl"] == impl and x["steps"] == t_max and "skipped" not in x), None)
         if r is None or not r.get("xla"):
             continue
@@ -179,7 +184,7 @@ def verdicts(rows, steps_list) -> list[dict[str, Any]]:
                 "pass": rss < TARGET_BYTES,
             }
         )
-    for impl in ("ours_remat", "ours_sqrt_donate"):
+    for impl in ("ours_remat", "ours_remat_vmap", "ours_sqrt_donate"):
         rs = sorted((x for x in rows if x["impl"] == impl and "skipped" not in x), key=lambda x: x["steps"])
         if len(rs) < 3 or not all(x.get("xla") for x in rs):
             continue
@@ -281,7 +286,7 @@ def plot(rows, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
-    styles = dict(zip(IMPLS, ("o-", "s--", "d-", "^-", "x:")))  # some lines overlap: tell them apart
+    styles = dict(zip(IMPLS, ("o-", "v-.", "s--", "d-", "^-", "x:")))  # some lines overlap: tell them apart
     for impl in IMPLS:
         rs = sorted((r for r in rows if r["impl"] == impl and r.get("xla")), key=lambda r: r["steps"])
         if not rs:

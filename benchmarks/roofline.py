@@ -10,7 +10,8 @@ One command:
    the rate of the per-cell MLP alone at the rollout's own shapes (tall and skinny:
    ``relu((B*H*W, 48) @ (48, 128)) @ (128, 16)``), and the memory bandwidth
    (in-place ``x + 1`` on a large array: bytes read + written per second);
-3. times the rollout of ``benchmarks/compare.py`` (``Grow-v0`` + policy, 72x72, 64 steps) and
+3. times the rollout of ``benchmarks/compare.py`` (``Grow-v0`` + policy, 72x72, 64 steps;
+   ``ours`` with the library's default world batching, ``ours_vmap`` with one ``vmap``) and
    the plain-JAX reference, and reports achieved FLOP/s = cell updates/s x FLOPs per update,
    as a fraction of the matmul rate (issue #6 target: >= 50 %), with the arithmetic intensity
    from XLA's cost analysis for a roofline reading.
@@ -240,7 +241,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "mlp": lambda c=mlp_compiled, a=mlp_args: c(*a),
         }
         compile_s = {}
-        for impl, build in (("ours", ours_rollout_program), ("ref", ref_rollout_program)):
+        for impl, build in (
+            ("ours", ours_rollout_program),
+            ("ours_vmap", lambda *a: ours_rollout_program(*a, world_chunk=None)),
+            ("ref", ref_rollout_program),
+        ):
             fn, fargs = build(g, batch, steps, ref_weights(jax.random.key(2)))
             compiled, compile_s[impl] = compile_program(fn, fargs)
             calls[impl] = lambda c=compiled, a=fargs: c(*a)
@@ -262,7 +267,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             f"B={batch:<3d} matmul {mm_rate / 1e9:6.1f} GFLOP/s  MLP alone {mlp_rate / 1e9:6.1f} GFLOP/s",
             flush=True,
         )
-        for impl in ("ours", "ref"):
+        for impl in ("ours", "ours_vmap", "ref"):
             r = res[impl]
             ups = cells * steps / r["median_s"]
             achieved = ups * hand_total
@@ -281,7 +286,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 "fraction_of_mlp_alone": achieved / mlp_rate,
             }
             print(
-                f"{impl:4s} B={batch:<3d} {ups / 1e6:6.2f} M upd/s  {achieved / 1e9:6.1f} GFLOP/s  "
+                f"{impl:9s} B={batch:<3d} {ups / 1e6:6.2f} M upd/s  {achieved / 1e9:6.1f} GFLOP/s  "
                 f"{row['fraction_of_matmul']:.1%} of matmul  {row['fraction_of_mlp_alone']:.1%} of "
                 f"the MLP alone  cpu/wall {r['cpu_per_wall']:.2f}",
                 flush=True,

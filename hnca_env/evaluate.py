@@ -62,7 +62,9 @@ def evaluate_worlds(
 
     keys = sharding.shard_worlds(jax.random.split(key, n_worlds), mesh)
     return jax.jit(
-        lambda ks: sharding.constrain_worlds(map_worlds(one, ks, world_chunk=world_chunk, mesh=mesh, cells_per_world=cells), mesh)
+        lambda ks: sharding.constrain_worlds(
+            map_worlds(one, ks, world_chunk=world_chunk, mesh=mesh, cells_per_world=cells), mesh
+        )
     )(keys)
 
 

@@ -138,6 +138,7 @@ def rollout_worlds(
     the worlds are batched (module docstring); the results do not depend on it beyond float
     rounding. Pure: jit it.
     """
+
     def one(k, s=None):
         return rollout(env, policy, k, params, steps, state=s, record=record)
 

@@ -150,7 +150,9 @@ def test_world_chunks_give_the_same_training(chunk):
     (m0, s0), (m1, s1) = runs
     assert float(m0["loss"]) == pytest.approx(float(m1["loss"]), rel=1e-5)
     assert float(m0["max_loss"]) == pytest.approx(float(m1["max_loss"]), rel=1e-5)
-    for a, b in zip(jax.tree.leaves((s0.params, s0.pool)), jax.tree.leaves((s1.params, s1.pool)), strict=True):
+    for a, b in zip(
+        jax.tree.leaves((s0.params, s0.pool)), jax.tree.leaves((s1.params, s1.pool)), strict=True
+    ):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
 
 

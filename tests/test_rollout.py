@@ -68,14 +68,17 @@ def test_auto_chunk_rule():
 
 
 @pytest.mark.parametrize(
-    "chunk, match", [(0, "positive integer"), (3, "must divide"), (True, "positive integer"), ("two", "positive")]
+    "chunk, match",
+    [(0, "positive integer"), (3, "must divide"), (True, "positive integer"), ("two", "positive")],
 )
 def test_bad_world_chunk_is_refused(grow_env, chunk, match):
     env, params = grow_env
     with pytest.raises(ValueError, match=match):
         resolve_world_chunk(chunk, 4)
     with pytest.raises(ValueError, match=match):
-        evaluate_worlds(env, random_policy(env), jax.random.key(0), params, n_worlds=4, steps=2, world_chunk=chunk)
+        evaluate_worlds(
+            env, random_policy(env), jax.random.key(0), params, n_worlds=4, steps=2, world_chunk=chunk
+        )
 
 
 def test_evaluate_does_not_depend_on_the_chunk(grow_env):
