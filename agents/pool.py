@@ -68,8 +68,8 @@ class PoolConfig:
     donate: bool = False  # iteration(state) reuses state's buffers (the pool): ~1/3 less peak memory
     mesh: Any = None  # a hnca_env.sharding.world_mesh: pool and batch split over its devices
     # Worlds differentiated together: None = the whole batch in one vmap; k = chunks of k
-    # worlds in sequence, their gradients summed (same numbers; on a CPU 1.4x faster and 1/7
-    # of the memory at batch 8, 72x72); "auto": chunks of ~8k cells on a CPU, else None
+    # worlds in sequence, their gradients summed (same numbers; on a CPU 1.6x faster and 1/7
+    # of the temporaries at batch 8, 72x72); "auto": chunks of ~8k cells on a CPU, else None
     # (hnca_env.rollout.resolve_world_chunk).
     world_chunk: int | str | None = "auto"
 
