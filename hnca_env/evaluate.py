@@ -43,8 +43,8 @@ def evaluate_worlds(
 
     ``mesh``: a :func:`hnca_env.sharding.world_mesh` to spread the worlds over its devices
     (``n_worlds`` a multiple of the device count); the numbers are the same. ``world_chunk``:
-    how the worlds are batched (:func:`hnca_env.rollout.map_worlds`; ``"auto"`` runs them one
-    after another on a CPU, all in one ``vmap`` elsewhere).
+    how the worlds are batched (:func:`hnca_env.rollout.map_worlds`; ``"auto"`` runs chunks of
+    about 8k cells one after another on a CPU, all worlds in one ``vmap`` elsewhere).
     """
     params = env.default_params if params is None else params
     env.check_params(params)
