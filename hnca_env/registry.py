@@ -3,6 +3,10 @@
 A factory takes constructor keyword arguments and returns an :class:`~hnca_env.HNCAEnv`.
 ``make`` sends each override to the constructor (structure) or to ``EnvParams`` (numbers) by
 name, so ``make("Grow-v0", grid=(32, 32), fire_rate=0.75, reward="team")`` just works.
+
+The numbers become the env's own ``default_params`` too (and ``make`` returns that very
+object): loops that never pass params (PureJaxRL's ``env_params=None``, JaxMARL's
+``reset(key)``, ``env.step(key, state, action)``) run the settings that were asked for.
 """
 
 from __future__ import annotations
@@ -37,8 +41,11 @@ def registered_envs() -> list[str]:
 def make(env_id: str, **overrides: Any) -> tuple[HNCAEnv, EnvParams]:
     """Build a registered env and its default params, with overrides applied.
 
-    Overrides named like an ``EnvParams`` field go to the params (``env.make_params``); the
-    rest go to the factory (the constructor). An unknown id or name raises ``ValueError``.
+    Overrides named like an ``EnvParams`` field go to the params; the rest go to the factory
+    (the constructor). The params overrides are the env's ``default_params`` as well (given to
+    the constructor as ``default_overrides``, after any the caller passed there), so
+    ``env.reset(key)`` without params runs them; the returned params are
+    ``env.default_params``. An unknown id or name raises ``ValueError``.
     """
     if env_id not in _REGISTRY:
         raise ValueError(f"unknown env id {env_id!r}; registered: {registered_envs()}")
@@ -54,8 +61,17 @@ def make(env_id: str, **overrides: Any) -> tuple[HNCAEnv, EnvParams]:
                 f"unknown option(s) {sorted(bad)} for {env_id!r}; constructor options: "
                 f"{sorted(accepted)}; EnvParams fields: {sorted(param_fields)}"
             )
-    env = factory(**c_over)
-    return env, env.make_params(**p_over)
+    if not p_over:
+        env = factory(**c_over)
+        return env, env.default_params
+    if accepted is None or "default_overrides" in accepted:
+        c_over["default_overrides"] = {**(c_over.get("default_overrides") or {}), **p_over}
+        env = factory(**c_over)
+    else:
+        # A factory with a closed signature cannot take them: set them on the built env.
+        env = factory(**c_over)
+        env._default_params = env.make_params(**p_over)
+    return env, env.default_params
 
 
 def _accepted_kwargs(factory: Callable) -> set[str] | None:

@@ -1,7 +1,9 @@
 """Rendering: a jittable frame of one world, and rollouts to GIF.
 
 ``render(env, state, params)`` is pure JAX (jit/vmap/scan it); :func:`write_gif` turns a stack
-of frames into a file with imageio (the ``[video]`` extra).
+of frames into a file with imageio (the ``[video]`` extra). :func:`render_frame` is the same
+frame for the ``render(state, params)`` methods of the env and its views, which gymnax's Gym
+bridge (``GymnaxToGymWrapper.render``) calls; it accepts the states of wrappers too.
 """
 
 from __future__ import annotations
@@ -54,6 +56,27 @@ def render(
     if scale > 1:
         rgb = jnp.repeat(jnp.repeat(rgb, scale, axis=0), scale, axis=1)
     return (rgb * 255.0 + 0.5).astype(jnp.uint8)
+
+
+def unwrap_state(state):
+    """The env's own state under wrapper states that keep it as ``.env_state`` (gymnax's
+    and JaxMARL's ``LogWrapper``, :class:`hnca_env.wrappers.LevelLogWrapper`, ...)."""
+    while not hasattr(state, "grids") and hasattr(state, "env_state"):
+        state = state.env_state
+    return state
+
+
+def render_frame(env, state, params=None, **kwargs: Any) -> Array:
+    """:func:`render` of one world given the env's or a wrapper's state (jittable).
+
+    What ``env.render(state, params)`` and ``view.render(state, params)`` return: uint8
+    ``(H, W, 3)`` by default; ``kwargs`` as for :func:`render` (``scale``, ``parent_grid``,
+    ``target``).
+    """
+    state = unwrap_state(state)
+    if not hasattr(state, "grids"):
+        raise TypeError(f"cannot render a {type(state).__name__}: no env state inside")
+    return render(env, state, params, **kwargs)
 
 
 def rollout_frames(

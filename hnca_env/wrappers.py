@@ -1,17 +1,24 @@
 """Views of an :class:`~hnca_env.HNCAEnv` for code written against other conventions.
 
-- :class:`TeamRewardView` — one flattened agent with the team reward: gymnax's own
-  ``LogWrapper`` and PureJaxRL-style loops run on it unchanged.
-- :class:`LegacyView` — the old gymnax 5-tuple ``(obs, state, reward, done, info)``.
-- :class:`LevelLogWrapper` — episode returns and lengths for per-level array rewards.
-- :class:`DictAgentView` — JaxMARL-style dicts keyed by agent name, for small grids only
-  (dict-per-agent keying is slow to compile and run at thousands of agents).
+Which view each well-known training loop needs: docs/rl.md ("Other people's loops").
 
-All views are pure and jittable; they wrap, they never copy the physics.
+- :class:`SingleAgentView` — one flattened agent, the team reward, the old gymnax 5-tuple
+  ``(obs, state, reward, done, info)``: what PureJaxRL's and rejax's PPO call.
+- :class:`TeamRewardView` — the same agent with gymnax 1.0's 6-tuple step: gymnax's own
+  ``LogWrapper`` / ``FlattenObservationWrapper`` and gymnax 1.0 loops run on it.
+- :class:`LegacyView` — the old gymnax 5-tuple over any 6-tuple env or view.
+- :class:`LevelLogWrapper` — episode returns and lengths for per-level array rewards.
+- :class:`DictAgentView` — dicts keyed by agent name, for small grids only. For JaxMARL's
+  own code use :class:`hnca_env.marl.JaxMARLView` (the ``[marl]`` extra).
+
+All views are pure and jittable; they wrap, they never copy the physics. They survive
+``copy.deepcopy`` and ``pickle`` (rejax and gymnax's Gym bridge deep-copy their env) and
+render like the env (``view.render(state, params)``).
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import jax
@@ -21,29 +28,137 @@ from flax import struct
 from gymnax.environments import spaces
 from gymnax.wrappers.purerl import GymnaxWrapper
 
+from hnca_env import rewards as rewards_lib
+from hnca_env.env import HNCAEnv
+
 Array = jax.Array
 
+#: Largest flat action a single-agent view accepts without a :class:`FlatActionWarning`.
+MAX_FLAT_ACTION = 1024
 
-class TeamRewardView(GymnaxWrapper):
+
+class FlatActionWarning(UserWarning):
+    """A flat single-agent view whose action is too large for a diagonal-Gaussian policy."""
+
+
+def base_env(env) -> HNCAEnv:
+    """The :class:`HNCAEnv` under any stack of views and gymnax/JaxMARL wrappers."""
+    while not isinstance(env, HNCAEnv):
+        inner = getattr(env, "__dict__", {}).get("_env", getattr(env, "env", None))
+        if inner is None:
+            raise TypeError(f"{type(env).__name__} wraps no HNCAEnv")
+        env = inner
+    return env
+
+
+def check_flat_action(n_action: int, limit: int | None, where: str) -> None:
+    """Warn when a flat action of ``n_action`` dims exceeds ``limit`` (None: never).
+
+    Why: a diagonal Gaussian over d action dims has a log-probability that is a sum of d
+    terms, so PPO's ratio ``exp(logp_new - logp_old)`` moves d times faster than in a
+    one-dimensional task; measured with PureJaxRL's own ``ppo_continuous_action.py``
+    (docs/interop.md), a 16x16 ``Grow-v0`` (4096 dims) went NaN in its first update.
+    """
+    if limit is not None and n_action > limit:
+        warnings.warn(
+            f"{where}: the flat action has {n_action} dims (> {limit}). A diagonal Gaussian "
+            "policy over it makes PPO's probability ratio overflow (PureJaxRL's PPO went NaN "
+            "in its first update on a 16x16 Grow-v0, 4096 dims; docs/interop.md). Factorise "
+            "the policy instead: one rule shared by every cell (hnca_env.marl.JaxMARLView for "
+            "JaxMARL's IPPO, or agents.ppo), or use a smaller grid. Pass "
+            "max_flat_action=None to silence this.",
+            FlatActionWarning,
+            stacklevel=3,
+        )
+
+
+class _View(GymnaxWrapper):
+    """Base of the views: attribute forwarding that survives ``copy`` and ``pickle``.
+
+    gymnax's ``GymnaxWrapper.__getattr__`` forwards every missing name to ``self._env``;
+    while ``copy.deepcopy`` or ``pickle`` rebuild an instance, ``_env`` is not set yet and
+    that lookup recursed forever. Here a missing ``_env`` (or any dunder) is an
+    ``AttributeError``, and an ``HNCAEnv`` inside pickles through :func:`_pickled_env`.
+    """
+
+    def __getattr__(self, name: str):
+        inner = self.__dict__.get("_env")
+        if inner is None or (name.startswith("__") and name.endswith("__")):
+            raise AttributeError(name)
+        return getattr(inner, name)
+
+    def __getstate__(self) -> dict:
+        return {k: _pickled_env(v) for k, v in self.__dict__.items()}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update({k: _unpickled_env(v) for k, v in state.items()})
+
+    def render(self, state, params=None, **kwargs: Any) -> Array:
+        """uint8 RGB frame of one world (see :func:`hnca_env.render.render_frame`)."""
+        from hnca_env.render import render_frame
+
+        return render_frame(base_env(self), state, params, **kwargs)
+
+
+class _PickledEnv:
+    """An :class:`HNCAEnv` as pickle stores it: its attributes without the bound reward.
+
+    ``HNCAEnv`` keeps ``rewards.bind(reward, env)``, a closure pickle cannot store; the
+    view drops it and binds it again on loading. Not used once ``HNCAEnv`` pickles itself.
+    """
+
+    def __init__(self, env: HNCAEnv):
+        self.cls = type(env)
+        self.attrs = {k: v for k, v in vars(env).items() if k not in ("_reward_fn", "_checked_params")}
+
+    def restore(self) -> HNCAEnv:
+        env = object.__new__(self.cls)
+        env.__dict__.update(self.attrs)
+        env._checked_params = None
+        env._reward_fn = rewards_lib.bind(env.reward, env)
+        return env
+
+
+def _pickled_env(value: Any) -> Any:
+    own = getattr(type(value), "__getstate__", None)
+    if isinstance(value, HNCAEnv) and own is getattr(object, "__getstate__", None):
+        return _PickledEnv(value)
+    return value
+
+
+def _unpickled_env(value: Any) -> Any:
+    return value.restore() if isinstance(value, _PickledEnv) else value
+
+
+class TeamRewardView(_View):
     """Single-agent view: flat observation and action vectors, scalar team reward.
 
     Observation: the acting levels' observations raveled and concatenated (level order of
     ``env.agent_levels``). Action: one flat vector split back into the levels' arrays.
     Reward: ``info["team_reward"]`` of the first acting level (the mean of its agents'
     rewards; with the library rewards the coordinators' team reward is the same number).
-    ``step`` returns gymnax 1.0's ``(obs, state, reward, terminated, truncated, info)``.
+    ``step`` returns gymnax 1.0's ``(obs, state, reward, terminated, truncated, info)``;
+    ``info`` keeps the env's (``final_observation`` flattened) plus ``level_reward``.
+
+    Args:
+      env: an :class:`HNCAEnv` (or a view of one).
+      max_flat_action: warn (:class:`FlatActionWarning`) above this many action dims;
+        ``None`` never warns (e.g. when the policy is not a diagonal Gaussian).
     """
 
-    def __init__(self, env):
+    def __init__(self, env, *, max_flat_action: int | None = MAX_FLAT_ACTION):
         super().__init__(env)
         self._shapes = {lvl: (*env.grid_shape(lvl), env.action_dim(lvl)) for lvl in env.agent_levels}
         self._sizes = {lvl: int(np.prod(s)) for lvl, s in self._shapes.items()}
         self._team_level = env.agent_levels[0]
+        check_flat_action(sum(self._sizes.values()), max_flat_action, type(self).__name__)
 
     def flatten_obs(self, obs: dict) -> Array:
+        """``{level: (H_l, W_l, O_l)}`` -> ``(sum_l H_l W_l O_l,)``."""
         return jnp.concatenate([jnp.ravel(obs[lvl]) for lvl in self._env.agent_levels])
 
     def unflatten_action(self, action: Array) -> dict:
+        """``(sum_l H_l W_l A_l,)`` -> ``{level: (H_l, W_l, A_l)}``."""
         action = jnp.asarray(action)
         total = sum(self._sizes.values())
         if action.shape != (total,):
@@ -78,7 +193,38 @@ class TeamRewardView(GymnaxWrapper):
         return spaces.Box(-1.0, 1.0, (sum(self._sizes.values()),), jnp.float32)
 
 
-class LegacyView(GymnaxWrapper):
+class SingleAgentView(TeamRewardView):
+    """The single-agent view for PureJaxRL, rejax and other old-gymnax (5-tuple) loops.
+
+    The agent of :class:`TeamRewardView` (flat observation, flat action, the team reward of
+    the first acting level) with the step those loops unpack:
+    ``obs, state, reward, done, info = view.step(key, state, action, params)``, where
+    ``done = terminated | truncated`` and the env auto-resets. ``params=None`` runs
+    ``env.default_params``, which ``hnca_env.make(id, **overrides)`` sets to the overrides.
+
+    ``info`` is small on purpose: ``team_reward`` (``{level: ()}``), ``terminated``,
+    ``truncated``. PureJaxRL returns every step's info from ``train``; the full per-level
+    maps and the flat ``final_observation`` would cost O(obs) memory per step there.
+    ``full_info=True`` keeps them (as :class:`TeamRewardView` does).
+
+    Example::
+
+        env, _ = hnca_env.make("Grow-v0", grid=(8, 8), max_steps_in_episode=32)
+        env, env_params = SingleAgentView(env), None     # PureJaxRL's env-construction line
+    """
+
+    def __init__(self, env, *, max_flat_action: int | None = MAX_FLAT_ACTION, full_info: bool = False):
+        super().__init__(env, max_flat_action=max_flat_action)
+        self.full_info = bool(full_info)
+
+    def step(self, key, state, action, params=None):
+        obs, state, reward, terminated, truncated, info = super().step(key, state, action, params)
+        if not self.full_info:
+            info = {k: info[k] for k in ("team_reward", "terminated", "truncated")}
+        return obs, state, reward, jnp.logical_or(terminated, truncated), info
+
+
+class LegacyView(_View):
     """Old gymnax step signature: ``(obs, state, reward, done, info)``, done = term or trunc."""
 
     def step(self, key, state, action, params=None):
@@ -95,7 +241,7 @@ class LevelLogState:
     returned_episode_length: Array
 
 
-class LevelLogWrapper(GymnaxWrapper):
+class LevelLogWrapper(_View):
     """Episode statistics for per-level rewards.
 
     ``info["returned_episode_returns"][level]`` is the last finished episode's return of the
@@ -135,13 +281,15 @@ class LevelLogWrapper(GymnaxWrapper):
         return obs, new, reward, terminated, truncated, info
 
 
-class DictAgentView(GymnaxWrapper):
+class DictAgentView(_View):
     """JaxMARL-style view: ``{agent_name: array}`` per agent, ``dones["__all__"]``.
 
     Agents are named ``"cell_{y}_{x}"`` and ``"parent_{y}_{x}"``. Meant for small grids:
     building a dict of thousands of entries makes tracing and compiling slow, so more than
-    ``max_agents`` agents raise an error. ``step`` returns JaxMARL's
-    ``(obs, state, rewards, dones, infos)``.
+    ``max_agents`` agents raise an error. ``step(key, state, actions, params)`` returns
+    ``(obs, state, rewards, dones, infos)``. This is not JaxMARL's API (``step``'s 4th
+    argument there is ``reset_state``, spaces are per agent): JaxMARL's own code runs on
+    :class:`hnca_env.marl.JaxMARLView`.
     """
 
     def __init__(self, env, max_agents: int = 1024):
