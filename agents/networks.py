@@ -52,35 +52,44 @@ class LearnedPerception(nn.Module):
 
 
 class NCAUpdateRule(nn.Module):
-    """Per-cell MLP ``O -> hidden -> A`` (ReLU), output layer zero-initialised.
+    """Per-cell MLP ``O -> hidden (-> hidden ...) -> A`` (ReLU), output layer zero-initialised.
 
     With ``perceive_channels > 0`` the observation is a raw neighbourhood and goes through a
-    :class:`LearnedPerception` (``perceive_kernels`` its initial kernels) first.
+    :class:`LearnedPerception` (``perceive_kernels`` its initial kernels) first. ``layers``
+    hidden layers (``pre_0``, ..., then ``hidden``): on a raw neighbourhood observation the
+    first is a learned full 3×3 convolution, as Self-classifying MNIST's ``Conv2D(80, 3)``.
     """
 
     out_dim: int
     hidden: int = 128
     perceive_channels: int = 0
     perceive_kernels: tuple | None = None
+    layers: int = 1
 
     @nn.compact
     def __call__(self, obs: Array) -> Array:
         if self.perceive_channels:
             obs = LearnedPerception(self.perceive_channels, self.perceive_kernels, name="perception")(obs)
+        for i in range(self.layers - 1):
+            obs = nn.relu(nn.Dense(self.hidden, name=f"pre_{i}")(obs))
         x = nn.relu(nn.Dense(self.hidden, name="hidden")(obs))
         return nn.Dense(
             self.out_dim, kernel_init=nn.initializers.zeros, bias_init=nn.initializers.zeros, name="out"
         )(x)
 
 
-def level_network(env, level: str, hidden: int, learn_perception: bool = False) -> NCAUpdateRule:
-    """The update-rule network of one acting level of ``env``.
+def level_network(
+    env, level: str, hidden: int, learn_perception: bool = False, layers: int = 1
+) -> NCAUpdateRule:
+    """The update-rule network of one acting level of ``env`` (``layers`` hidden layers).
 
     ``learn_perception`` needs the level to observe its raw neighbourhood
     (``cell_obs``/``parent_obs="neighbourhood"``); the kernels start at the env's fixed ones.
     """
+    if isinstance(layers, bool) or not isinstance(layers, int) or layers < 1:
+        raise ValueError(f"layers of level {level!r} must be a positive integer, got {layers!r}")
     if not learn_perception:
-        return NCAUpdateRule(env.action_dim(level), hidden)
+        return NCAUpdateRule(env.action_dim(level), hidden, layers=layers)
     mode = env.cell_obs if level == "cell" else env.parent_obs
     if mode != "neighbourhood":
         opt = "cell_obs" if level == "cell" else "parent_obs"
@@ -94,11 +103,15 @@ def level_network(env, level: str, hidden: int, learn_perception: bool = False) 
         hidden,
         perceive_channels=env.state_channels(level),
         perceive_kernels=tuple(tuple(tuple(row) for row in k) for k in np.asarray(kernels).tolist()),
+        layers=layers,
     )
 
 
 def make_policy(
-    env, hidden: Mapping[str, int] | None = None, learn_perception: Iterable[str] = ()
+    env,
+    hidden: Mapping[str, int] | None = None,
+    learn_perception: Iterable[str] = (),
+    layers: Mapping[str, int] | None = None,
 ) -> tuple[Callable[[Array], dict], Callable[[dict, dict], dict]]:
     """Shared-parameter policies for every acting level of ``env``.
 
@@ -106,6 +119,7 @@ def make_policy(
       hidden: hidden width per level (default :data:`DEFAULT_HIDDEN`).
       learn_perception: levels whose policy learns its own 3×3 perception kernels from the raw
         neighbourhood (see :func:`level_network`), e.g. ``("parent",)`` as in H-NCA.
+      layers: hidden layers per level (default 1).
 
     Returns ``(init, apply)``: ``init(key) -> params`` (a dict keyed by level) and
     ``apply(params, obs) -> action`` (dicts keyed by level, one world; vmap for many).
@@ -117,7 +131,15 @@ def make_policy(
         raise ValueError(
             f"learn_perception names level(s) {sorted(unknown)} that do not act; acting: {env.agent_levels}"
         )
-    nets = {lvl: level_network(env, lvl, widths[lvl], lvl in learn) for lvl in env.agent_levels}
+    depth = dict(layers or {})
+    unknown = set(depth) - set(env.agent_levels)
+    if unknown:
+        raise ValueError(
+            f"layers names level(s) {sorted(unknown)} that do not act; acting: {env.agent_levels}"
+        )
+    nets = {
+        lvl: level_network(env, lvl, widths[lvl], lvl in learn, depth.get(lvl, 1)) for lvl in env.agent_levels
+    }
 
     def init(key: Array) -> dict:
         keys = jax.random.split(key, len(nets))

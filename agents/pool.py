@@ -8,7 +8,8 @@ the same physics and the same task loss (``env.loss``) as RL uses. One iteration
 2. rank it by loss; replace the ``reseed`` worst samples by fresh seeds (1: prevents
    forgetting how to grow; ``batch_size``: every rollout starts from the seed, Growing NCA's
    first experiment);
-3. optionally damage the ``damage`` best samples with random discs (regeneration training);
+3. optionally damage the ``damage`` best samples with random discs (regeneration training),
+   and give ``mutate`` random others a new task instance under their cells (a new digit);
 4. roll out a random number of steps in ``[min_steps, max_steps]`` — a ``lax.scan`` over
    ``max_steps`` whose tail is masked, so the length changes without re-compiling —
    under ``jax.checkpoint`` per step when ``remat`` (memory O(steps · state), not activations;
@@ -60,10 +61,17 @@ class PoolConfig:
     clip_norm: float = 1.0
     damage: int = 0
     reseed: int = 1
+    # Samples of each batch whose task instance is drawn anew while their cells are kept
+    # (``env.task.mutate``; Self-classifying MNIST swaps the digit under a quarter of a batch).
+    mutate: int = 0
     remat: bool = True
     remat_segments: int = 0  # >0: checkpoint segments of steps too (memory ~ segments + steps/segments)
     hidden: Mapping[str, int] | None = None
+    layers: Mapping[str, int] | None = None  # hidden layers per level (default 1)
     learn_perception: tuple[str, ...] = ()
+    # std of Gaussian noise added to every action in training rollouts (Self-classifying
+    # MNIST's N(0, 0.02) on the updates); the env's fire and alive masks apply after it
+    action_noise: float = 0.0
     warmup_steps: int = 0
     donate: bool = False  # iteration(state) reuses state's buffers (the pool): ~1/3 less peak memory
     mesh: Any = None  # a hnca_env.sharding.world_mesh: pool and batch split over its devices
@@ -82,6 +90,8 @@ class PoolConfig:
             raise ValueError(f"batch_size={self.batch_size} exceeds pool_size={self.pool_size}")
         if self.min_steps > self.max_steps:
             raise ValueError(f"min_steps={self.min_steps} exceeds max_steps={self.max_steps}")
+        if not (isinstance(self.action_noise, int | float) and self.action_noise >= 0):
+            raise ValueError(f"PoolConfig.action_noise must be a number >= 0, got {self.action_noise!r}")
         if not (self.lr > 0 and self.lr_final > 0):
             raise ValueError("learning rates must be positive")
         if self.grad not in GRAD_MODES:
@@ -92,6 +102,13 @@ class PoolConfig:
             raise ValueError(
                 f"PoolConfig.reseed must be in [0, batch_size - damage], got reseed={self.reseed}, "
                 f"damage={self.damage}, batch_size={self.batch_size}"
+            )
+        if isinstance(self.mutate, bool) or not isinstance(self.mutate, int) or self.mutate < 0:
+            raise ValueError(f"PoolConfig.mutate must be an integer >= 0, got {self.mutate!r}")
+        if self.reseed + self.damage + self.mutate > self.batch_size:
+            raise ValueError(
+                f"PoolConfig: reseed + damage + mutate must be <= batch_size, got {self.reseed} + "
+                f"{self.damage} + {self.mutate} > {self.batch_size}"
             )
         if (
             isinstance(self.remat_segments, bool)
@@ -160,7 +177,9 @@ def make_pool_trainer(env, env_params, config: PoolConfig = PoolConfig()):
     Levels driven by ``fixed_rules`` (a frozen child) are part of the env, not trained.
     """
     env.check_params(env_params)
-    p_init, p_apply = make_policy(env, config.hidden, config.learn_perception)
+    if config.mutate and not env.task.can_mutate:
+        raise ValueError(f"PoolConfig.mutate needs a task that can mutate; {type(env.task).__name__} cannot")
+    p_init, p_apply = make_policy(env, config.hidden, config.learn_perception, config.layers)
     schedule = optax.piecewise_constant_schedule(config.lr, {config.lr_boundary: config.lr_final / config.lr})
     chain = []
     if config.grad == "clip":
@@ -170,7 +189,15 @@ def make_pool_trainer(env, env_params, config: PoolConfig = PoolConfig()):
 
     def policy_step(params, state, k):
         """One transition; a result still in the child-only phase carries no gradient."""
-        new, *_ = env.transition(k, state, p_apply(params, env.get_obs(state, env_params)), env_params)
+        action = p_apply(params, env.get_obs(state, env_params))
+        if config.action_noise:
+            # a key of its own, so runs without noise keep their numbers
+            k_noise = jax.random.split(jax.random.fold_in(k, 1), len(action))
+            action = {
+                lvl: a + config.action_noise * jax.random.normal(kn, a.shape, a.dtype)
+                for kn, (lvl, a) in zip(k_noise, sorted(action.items()))
+            }
+        new, *_ = env.transition(k, state, action, env_params)
         if env.has_parent:
             child_only = new.time <= env_params.tau_c
             new = jax.tree.map(lambda x: jnp.where(child_only, jax.lax.stop_gradient(x), x), new)
@@ -271,6 +298,17 @@ def make_pool_trainer(env, env_params, config: PoolConfig = PoolConfig()):
             cells = batch.grids["cell"]
             hurt = damage_discs(k_dmg, cells[-config.damage :])
             batch = batch.replace(grids={**batch.grids, "cell": cells.at[-config.damage :].set(hurt)})
+        if config.mutate:
+            # a random subset of the samples neither re-seeded nor damaged: new task, same cells
+            # keys of their own (folded off the carry's key): runs without mutation keep their numbers
+            k_pick, k_mut = jax.random.split(jax.random.fold_in(state.key, 1))
+            free = jnp.arange(config.reseed, config.batch_size - config.damage)
+            pick = jax.random.choice(k_pick, free, (config.mutate,), replace=False)
+            chosen = jax.tree.map(lambda x: x[pick], batch)
+            mutated = jax.vmap(env.task.mutate, in_axes=(0, 0, None))(
+                jax.random.split(k_mut, config.mutate), chosen, env_params
+            )
+            batch = jax.tree.map(lambda b, m: b.at[pick].set(m), batch, mutated)
         n_steps = jax.random.randint(k_len, (), config.min_steps, config.max_steps + 1)
         keys = jax.random.split(k_roll, config.batch_size)
         (loss, (final, losses)), grads = batch_value_and_grad(state.params, batch, n_steps, keys)

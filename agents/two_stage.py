@@ -35,7 +35,10 @@ def child_network(child_params: dict) -> NCAUpdateRule:
     p = child_params["params"]
     if "perception" in p:
         raise ValueError("a frozen child must use the env's fixed perception (no learned kernels)")
-    return NCAUpdateRule(out_dim=p["out"]["kernel"].shape[-1], hidden=p["hidden"]["kernel"].shape[-1])
+    layers = 1 + sum(1 for name in p if name.startswith("pre_"))
+    return NCAUpdateRule(
+        out_dim=p["out"]["kernel"].shape[-1], hidden=p["hidden"]["kernel"].shape[-1], layers=layers
+    )
 
 
 def with_frozen_child(env_id: str, child_params: dict, **overrides: Any):

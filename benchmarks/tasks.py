@@ -52,7 +52,7 @@ TASKS = [
     ("Metamorphosis", "HNCA-Metamorphosis-v0", {}, ["mse_255"]),
     ("Metamorphosis-Fixed", "HNCA-Metamorphosis-Fixed-v0", {}, ["mse_255"]),
     ("GoalSwitch", "HNCA-GoalSwitch-v0", {}, ["mse_after_switch", "steps_to_recover"]),
-    ("Digits (test)", "Digits-v0", {"split": "test"}, ["cell_accuracy", "total_agreement"]),
+    ("Digits (test)", "Digits-v0", {"split": "test"}, ["cell_accuracy", "all_right", "all_agree"]),
     ("Density ρ~U[0,1]", "Density-v0", {}, ["all_correct"]),
     ("Density ρ=0.5", "Density-v0", {"rho": (0.5, 0.5)}, ["all_correct"]),
     ("Density-Flat ρ~U[0,1]", "Density-Flat-v0", {}, ["all_correct"]),

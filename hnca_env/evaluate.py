@@ -113,6 +113,25 @@ def random_policy(env, scale: float = 1.0) -> Policy:
     return act
 
 
+def noisy_policy(policy: Policy, std: float) -> Policy:
+    """``policy`` with Gaussian noise of ``std`` added to every action (drawn from the step's
+    key), e.g. to evaluate a rule trained with ``PoolConfig(action_noise=std)`` as it was
+    trained (Self-classifying MNIST keeps its update noise on in evaluation)."""
+    if not (isinstance(std, int | float) and not isinstance(std, bool) and std >= 0):
+        raise ValueError(f"noisy_policy: std must be a number >= 0, got {std!r}")
+
+    def act(key, obs):
+        k_pol, k_noise = jax.random.split(key)
+        action = policy(k_pol, obs)
+        keys = jax.random.split(k_noise, len(action))
+        return {
+            lvl: a + std * jax.random.normal(k, a.shape, a.dtype)
+            for k, (lvl, a) in zip(keys, sorted(action.items()))
+        }
+
+    return act
+
+
 def policy_from_apply(apply: Callable[[Any, dict], dict], policy_params: Any) -> Policy:
     """Wrap a deterministic ``apply(policy_params, obs) -> action`` as ``policy(key, obs)``."""
 

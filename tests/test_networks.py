@@ -74,3 +74,25 @@ def test_learned_perception_needs_the_raw_neighbourhood():
         make_policy(env_f, HIDDEN, learn_perception=("parent",))
     with pytest.raises(ValueError, match="do not act"):
         make_policy(env_f, HIDDEN, learn_perception=("grandparent",))
+
+
+def test_two_hidden_layers_on_a_raw_neighbourhood():
+    """Self-classifying MNIST's rule: a learned full 3×3 conv (Dense on the raw neighbourhood),
+    a 1×1 hidden layer, a zero output."""
+    import hnca_env
+    from agents.networks import make_policy
+    from agents.two_stage import child_network
+
+    env, params = hnca_env.make("Digits-v0", cell_obs="neighbourhood")
+    init, apply = make_policy(env, {"cell": 80}, layers={"cell": 2})
+    p = init(jax.random.key(0))
+    shapes = jax.tree.map(lambda x: x.shape, p["cell"]["params"])
+    assert shapes["pre_0"]["kernel"] == (9 * 20, 80)
+    assert shapes["hidden"]["kernel"] == (80, 80) and shapes["out"]["kernel"] == (80, 20)
+    obs, _ = env.reset(jax.random.key(1), params)
+    assert not np.asarray(apply(p, obs)["cell"]).any()  # zero output layer: does nothing
+    assert child_network(p["cell"]).layers == 2
+    with pytest.raises(ValueError, match="layers"):
+        make_policy(env, layers={"parent": 2})
+    with pytest.raises(ValueError, match="layers"):
+        make_policy(env, layers={"cell": 0})

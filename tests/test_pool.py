@@ -161,3 +161,56 @@ def test_world_chunk_must_divide_the_batch():
         PoolConfig(batch_size=8, world_chunk=3)
     with pytest.raises(ValueError, match="world_chunk must be None, 'auto' or a positive integer"):
         PoolConfig(world_chunk=0)
+
+
+def test_mutate_draws_a_new_digit_under_the_same_cells():
+    env, params = hnca_env.make("Digits-v0")
+    cfg = PoolConfig(
+        pool_size=8, batch_size=8, min_steps=1, max_steps=1, reseed=0, mutate=8, hidden={"cell": 8}
+    )
+    init, iteration, _ = make_pool_trainer(env, params, cfg)
+    state = init(jax.random.key(0))
+    before = jax.tree.map(np.asarray, state.pool.task)
+    state, _ = iteration(state)
+    after = jax.tree.map(np.asarray, state.pool.task)
+    assert (after["index"] != before["index"]).sum() >= 6  # new digits (a repeat is possible)
+    cells = np.asarray(state.pool.grids["cell"])
+    np.testing.assert_array_equal(cells[..., 0], after["ink"])  # the env holds the new ink
+    assert not cells[after["ink"] == 0].any()  # cells off the new digit are dead
+
+
+def test_mutate_needs_a_task_that_can():
+    env, params = hnca_env.make("Grow-v0", grid=(12, 12))
+    with pytest.raises(ValueError, match="mutate"):
+        make_pool_trainer(env, params, PoolConfig(pool_size=4, batch_size=4, mutate=1))
+    with pytest.raises(ValueError, match="reseed \\+ damage \\+ mutate"):
+        PoolConfig(pool_size=8, batch_size=4, reseed=2, damage=1, mutate=2)
+
+
+def test_action_noise_moves_a_do_nothing_rule_and_zero_noise_changes_nothing():
+    env, params = hnca_env.make("Digits-v0")
+    base = dict(pool_size=4, batch_size=4, min_steps=2, max_steps=2, reseed=0, hidden={"cell": 8})
+    pools = {}
+    for noise in (0.0, 0.02):
+        init, iteration, _ = make_pool_trainer(env, params, PoolConfig(**base, action_noise=noise))
+        state = init(jax.random.key(0))
+        start = np.asarray(state.pool.grids["cell"])
+        state, _ = iteration(state)
+        pools[noise] = np.asarray(state.pool.grids["cell"])
+    # the fresh rule outputs zeros: without noise the states stay, with noise alive cells move
+    np.testing.assert_array_equal(pools[0.0], start)
+    moved = np.abs(pools[0.02] - start)[..., 1:]
+    assert 0 < moved.max() < 0.2
+    with pytest.raises(ValueError, match="action_noise"):
+        PoolConfig(action_noise=-1.0)
+
+
+def test_noisy_policy_adds_noise_of_that_std():
+    from hnca_env.evaluate import noisy_policy, zero_policy
+
+    env, params = hnca_env.make("Grow-v0", grid=(32, 32))
+    obs, _ = env.reset(jax.random.key(0), params)
+    a = np.asarray(noisy_policy(zero_policy(env), 0.5)(jax.random.key(1), obs)["cell"])
+    assert a.shape == (32, 32, 16) and abs(a.std() - 0.5) < 0.02
+    with pytest.raises(ValueError, match="std"):
+        noisy_policy(zero_policy(env), -0.1)

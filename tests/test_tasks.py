@@ -255,17 +255,24 @@ def test_digits_metrics_on_known_states():
     cells[alive, 1 + label] = 1.0
     perfect = s.replace(grids={"cell": jnp.asarray(cells)})
     tr = env.task.trace(perfect, params)
-    assert float(tr["cell_accuracy"]) == 1.0 and float(tr["total_agreement"]) == 1.0
-    assert float(tr["mse"]) == 0.0 and float(tr["consensus"]) == 1.0
+    assert float(tr["cell_accuracy"]) == 1.0 and float(tr["all_right"]) == 1.0
+    assert float(tr["mse"]) == 0.0 and float(tr["all_agree"]) == 1.0
     wrong = cells.copy()
     y, x = np.argwhere(alive)[0]
     wrong[y, x, 1:11] = 0
     wrong[y, x, 1 + (label + 1) % 10] = 1.0
     tr = env.task.trace(s.replace(grids={"cell": jnp.asarray(wrong)}), params)
     assert float(tr["cell_accuracy"]) == pytest.approx((alive.sum() - 1) / alive.sum())
-    assert float(tr["total_agreement"]) == 0.0 and float(tr["consensus"]) == 0.0
+    assert float(tr["all_right"]) == 0.0 and float(tr["all_agree"]) == 0.0
     # the error of that one cell, by hand: 2 wrong entries of 10, squared error 1 each
     np.testing.assert_allclose(float(tr["mse"]), 0.2 / (28 * 28), rtol=1e-5)
+    # every cell names the same wrong label: all agree (the paper's "total agreement"), none right
+    same_wrong = cells.copy()
+    same_wrong[alive, 1:11] = 0
+    same_wrong[alive, 1 + (label + 1) % 10] = 1.0
+    tr = env.task.trace(s.replace(grids={"cell": jnp.asarray(same_wrong)}), params)
+    assert float(tr["all_agree"]) == 1.0 and float(tr["all_right"]) == 0.0
+    assert float(tr["cell_accuracy"]) == 0.0
 
 
 def test_digits_env_enforces_ink_and_swaps():

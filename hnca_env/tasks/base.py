@@ -103,6 +103,14 @@ class Task:
         del key, params
         return cells, None
 
+    #: Whether :meth:`mutate` is implemented (the pool trainer's ``mutate`` needs it).
+    can_mutate = False
+
+    def mutate(self, key: Array, state: Any, params: Any) -> Any:
+        """A world under way with a new task instance drawn (e.g. another digit) and its cells
+        kept, as far as the task allows; one world. Tasks with ``can_mutate`` implement it."""
+        raise NotImplementedError(f"{type(self).__name__} has no mutation")
+
     def post_step(self, key: Array, state: Any, next_state: Any, params: Any) -> Any:
         """Applied to every transition's result (``next_state.time`` is the new time)."""
         del key, state, params
