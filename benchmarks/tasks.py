@@ -13,6 +13,11 @@ Policies:
   size every step: the state runs away, which is what a random agent does here);
 - ``zero``: the do-nothing policy (all updates and broadcasts zero).
 
+Trivial answers (:mod:`hnca_env.baselines`) are scored beside them by the same metric code on the
+same worlds: a same-area disc and the target's silhouette in its mean colour (Grow family), the
+mean colour (HNCA-Grow), A itself and B's mean colour (Metamorphosis), random and constant
+labels (Digits), all-0 and all-1 (Density). Digits is evaluated over 512 worlds.
+
 Later issues add trained policies (pool-trained, PPO) as extra rows: ``POLICIES`` maps a
 name to ``make(env) -> policy(key, obs)``.
 
@@ -38,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, environment_info, print_header, table, write_json  # noqa: E402
 
 import hnca_env  # noqa: E402
+from hnca_env import baselines  # noqa: E402
 from hnca_env.evaluate import evaluate_worlds, random_policy, zero_policy  # noqa: E402
 
 #: Rows of the table: name -> (env -> policy).
@@ -59,6 +65,30 @@ TASKS = [
     ("Locomotion", "HNCA-Locomotion-v0", {}, ["centre_error"]),
 ]
 
+def _answers(env_id: str, params) -> dict:
+    """Trivial answers (hnca_env.baselines) scored beside the policies: images the children could
+    show, scored by the task's own metric code on the same worlds."""
+    from hnca_env import baselines as b
+    from hnca_env.tasks import density, digits
+
+    if env_id in ("Grow-v0", "Persist-v0", "Regenerate-v0"):
+        return {"same-area disc": b.disc_answer, "silhouette": b.silhouette_answer}
+    if env_id == "HNCA-Grow-v0":
+        return {"mean colour": b.mean_colour_answer}
+    if env_id.startswith("HNCA-Metamorphosis"):
+        start = np.asarray(params.seed_state)[..., :3]
+        return {"A itself": b.image_answer(start), "mean colour of B": b.mean_colour_answer}
+    if env_id == "Digits-v0":
+        return {"chance (random labels)": digits.random_label_answer, "always 1": digits.constant_label_answer(1)}
+    if env_id.startswith("Density"):
+        return {"all 0": density.constant_colour_answer(0.0), "all 1": density.constant_colour_answer(1.0)}
+    return {}
+
+
+#: Worlds of a task where a few dozen mislead (Digits: 32 digits may hold no 0, the one
+#: label the do-nothing policy's zero scores name).
+MIN_WORLDS = {"Digits-v0": 512}
+
 #: Small settings for --quick (the ones the conformance test uses).
 QUICK = hnca_env.tasks.SMOKE_SETTINGS
 
@@ -76,6 +106,7 @@ def main(argv=None) -> int:
     ap.add_argument("--ids", nargs="*", help="only these env ids")
     ap.add_argument("--policies", nargs="*", default=list(POLICIES), choices=list(POLICIES))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-answers", action="store_true", help="skip the trivial answers")
     ap.add_argument("--out", default=str(RESULTS / "tasks.json"))
     args = ap.parse_args(argv)
     worlds = 4 if args.quick and args.worlds == 32 else args.worlds
@@ -88,11 +119,15 @@ def main(argv=None) -> int:
             continue
         opts = {**(QUICK[env_id] if args.quick else {}), **overrides}
         env, params = hnca_env.make(env_id, **opts)
-        for name in args.policies:
+        n = worlds if args.quick else max(worlds, MIN_WORLDS.get(env_id, 0))
+        answers = {} if args.no_answers else _answers(env_id, params)
+        for name in [*args.policies, *answers]:
             t0 = time.perf_counter()
-            per_world = evaluate_worlds(
-                env, POLICIES[name](env), jax.random.key(args.seed), params, n_worlds=worlds
-            )
+            key = jax.random.key(args.seed)
+            if name in answers:
+                per_world = baselines.answer_worlds(env, answers[name], key, params, n_worlds=n)
+            else:
+                per_world = evaluate_worlds(env, POLICIES[name](env), key, params, n_worlds=n)
             per_world = {k: np.asarray(v, np.float64) for k, v in per_world.items()}
             seconds = time.perf_counter() - t0
             metrics = {k: float(np.nanmean(v)) for k, v in per_world.items()}
@@ -102,7 +137,8 @@ def main(argv=None) -> int:
                     "env_id": env_id,
                     "overrides": {k: str(v) for k, v in opts.items()},
                     "policy": name,
-                    "worlds": worlds,
+                    "kind": "answer" if name in answers else "policy",
+                    "worlds": n,
                     "steps": int(params.max_steps_in_episode),
                     "metrics": metrics,
                     "interval95": {k: _interval(v) for k, v in per_world.items()},

@@ -75,20 +75,25 @@ def _baselines() -> str:
     if not path.exists():
         return ""
     data = json.loads(path.read_text())
-    rows = ["| task | metric | random | do-nothing |", "|---|---|---:|---:|"]
+    rows = ["| task | metric | random | do-nothing | trivial answers |", "|---|---|---:|---:|---|"]
     by = {(r["task"], r["policy"]): r for r in data["results"]}
     for task in dict.fromkeys(r["task"] for r in data["results"]):
         rnd, zero = by.get((task, "random")), by.get((task, "zero"))
+        answers = [r for r in data["results"] if r["task"] == task and r.get("kind") == "answer"]
         for m in (rnd or zero)["headline"]:
             cells = [f"{p['metrics'][m]:.4g} ± {p['interval95'][m]:.2g}" if p else "" for p in (rnd, zero)]
-            rows.append(f"| {task} | {m} | {cells[0]} | {cells[1]} |")
+            shown = "; ".join(f"{a['policy']}: {a['metrics'][m]:.4g}" for a in answers if m in a["metrics"])
+            rows.append(f"| {task} | {m} | {cells[0]} | {cells[1]} | {shown} |")
     worlds = data["config"]["worlds"]
     return (
         "\n## Baselines\n\n`python benchmarks/tasks.py` ("
         + str(worlds)
-        + " worlds per task, full episodes at the "
-        "registered sizes; mean ± 95% interval of the mean). Trained policies join this table in "
-        "docs/training.md and docs/baselines.md.\n\n" + "\n".join(rows) + "\n"
+        + " worlds per task, 512 for Digits, full episodes at the registered sizes; mean ± 95% "
+        "interval of the mean). Trivial answers are images the children could show (a same-area "
+        "disc or the target's silhouette in its mean colour, B's mean colour, A itself, a constant "
+        "or random label, an all-0 or all-1 field), scored by the same metric code on the same "
+        "worlds (`hnca_env.baselines`). Trained policies join this table in docs/training.md, "
+        "docs/baselines.md and docs/reproductions.md.\n\n" + "\n".join(rows) + "\n"
     )
 
 

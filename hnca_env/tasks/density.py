@@ -101,6 +101,17 @@ class DensityTask(Task):
         return jnp.clip(jnp.repeat(1.0 - visible[..., :1], 3, axis=-1), 0.0, 1.0)  # 1 = black
 
 
+def constant_colour_answer(colour: float):
+    """A trivial answer (:mod:`hnca_env.baselines`): every cell shows ``colour`` (0 or 1). The
+    better of the two is right in about half the worlds when ρ is drawn uniformly."""
+
+    def answer(key, state, params):
+        del key, params
+        return jnp.full((*state.grids["cell"].shape[:2], 1), colour, jnp.float32)
+
+    return answer
+
+
 def density(grid: tuple[int, int] = (32, 32), rho: Any = (0.0, 1.0), **kwargs: Any) -> HNCAEnv:
     """Density-classification env; ``rho``: (low, high) of the uniform density draw."""
     kwargs.setdefault("channels", 8)

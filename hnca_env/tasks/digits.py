@@ -170,6 +170,27 @@ class DigitsTask(Task):
         return jnp.where(ink > 0, colour * shade + (1.0 - shade) * 0.1, 1.0)
 
 
+def constant_label_answer(label: int):
+    """A trivial answer (:mod:`hnca_env.baselines`): every alive cell names ``label``."""
+
+    def answer(key, state, params):
+        del key, params
+        alive = (state.task["ink"] > 0)[..., None]
+        one_hot = jax.nn.one_hot(label, N_CLASSES, dtype=jnp.float32)
+        return jnp.concatenate([state.task["ink"][..., None], alive * one_hot], axis=-1)
+
+    return answer
+
+
+def random_label_answer(key, state, params):
+    """A trivial answer (chance): every alive cell names a uniformly random label of its own."""
+    del params
+    alive = (state.task["ink"] > 0)[..., None]
+    labels = jax.random.randint(key, state.task["ink"].shape, 0, N_CLASSES)
+    one_hot = jax.nn.one_hot(labels, N_CLASSES, dtype=jnp.float32)
+    return jnp.concatenate([state.task["ink"][..., None], alive * one_hot], axis=-1)
+
+
 def digits(split: str = "train", swap_time: int = -1, scale: int = 3, pad: int = 2, **kwargs: Any) -> HNCAEnv:
     """Self-classifying digits env: ``split`` ``"train"``, ``"test"`` or ``"all"``;
     ``swap_time`` the step at which the digit is swapped (-1: never)."""
