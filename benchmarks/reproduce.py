@@ -1,0 +1,530 @@
+"""Published results, reproduced with the library's own trainer and CLI, beside trivial baselines.
+
+One command per experiment::
+
+    python benchmarks/reproduce.py main       # the README's main job: `hnca train` on its default
+    python benchmarks/reproduce.py growing    # Growing NCA at 40×40 (24 px target): grow, persist, regenerate
+    python benchmarks/reproduce.py EXP --quick   # a tiny version (tests; minutes -> seconds)
+
+Each experiment trains with ``hnca train`` into ``--runs DIR/<experiment>`` (default ``runs/reproduce``),
+so a stopped run resumes from its checkpoints when the command is run again; then it scores every
+kept checkpoint and the final policy over pinned evaluation worlds (``jax.random.key(EVAL_SEED)``,
+the key ``hnca eval`` uses), scores the trivial answers of :mod:`hnca_env.baselines` and the
+do-nothing policy with the same metric code, prints a table, and writes
+``benchmarks/results/reproduce_<experiment>.json`` (settings, commit, machine load, iterations
+and wall-clock to reach each bar, every metric with its baselines, the curve), GIFs and a curve
+plot into ``docs/reproductions/``. ``--quick`` writes into the run directory instead, so it never
+touches the committed results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+import hnca_env  # noqa: E402
+from hnca_env import baselines, render  # noqa: E402
+from hnca_env.evaluate import policy_from_apply  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+DOCS = ROOT / "docs" / "reproductions"
+#: The evaluation key of every experiment (``hnca eval``'s default ``--seed 0``).
+EVAL_SEED = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Bar:
+    """A pass/fail bar on one metric: ``metric <= limit`` (or ``metric <= ratio × other``)."""
+
+    name: str
+    metric: str
+    limit: float | None = None
+    ratio_of: str | None = None
+    ratio: float | None = None
+    goal: float | None = None
+
+    def threshold(self, m: dict[str, float]) -> float:
+        return self.limit if self.ratio_of is None else self.ratio * m[self.ratio_of]
+
+    def met(self, m: dict[str, float]) -> bool:
+        v = m.get(self.metric)
+        return v is not None and np.isfinite(v) and v <= self.threshold(m)
+
+    def describe(self) -> str:
+        if self.ratio_of is None:
+            return f"{self.metric} <= {self.limit:g}" + (f" (goal {self.goal:g})" if self.goal else "")
+        return f"{self.metric} <= {self.ratio:g} x {self.ratio_of}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    """What to train (``hnca train`` options), how to score a policy, the bars, the baselines."""
+
+    name: str
+    reference: str
+    train_args: Callable[[bool], list[str]]
+    score: Callable[
+        [dict, Any, int], Callable[[Any], dict[str, float]]
+    ]  # (cfg, key, worlds) -> score(params)
+    baselines: Callable[[dict, Any, int], dict[str, dict[str, float]]]  # trivial answers' rows
+    gifs: Callable[[dict, Any, Path], list[str]]
+    bars: tuple[Bar, ...]
+    eval_worlds: int = 32
+
+
+# ------------------------------------------------------------------------------ running a run
+def _cli(argv: list[str]) -> int:
+    from hnca_env.cli import main
+
+    return main(argv)
+
+
+def train(exp: Experiment, run: Path, quick: bool) -> dict:
+    """Train (or resume, or find finished) the experiment's run; returns its config.json."""
+    args = exp.train_args(quick)
+    cfg_path = run / "config.json"
+    iterations = int(args[args.index("--iterations") + 1])
+    if cfg_path.exists():
+        done = (run / "summary.json").exists() and json.loads((run / "summary.json").read_text()).get(
+            "iterations"
+        ) == iterations
+        if not done:
+            rc = _cli(["train", "--resume", str(run), "--iterations", str(iterations)])
+            if rc:
+                raise SystemExit(f"hnca train --resume {run} failed ({rc})")
+    else:
+        rc = _cli(["train", *args, "--out", str(run)])
+        if rc:
+            raise SystemExit(f"hnca train failed ({rc})")
+    return json.loads(cfg_path.read_text())
+
+
+def pool_policy(cfg: dict, params: Any):
+    """The run's deterministic policy ``policy(key, obs)`` for ``params``."""
+    from hnca_env.cli import _build_run
+
+    _, _, _, (_, apply) = _build_run(cfg)
+    return policy_from_apply(apply, params)
+
+
+def carry_template(cfg: dict):
+    """The abstract trainer carry of a run (``PoolState``), to read its files into."""
+    from agents.pool import make_pool_trainer
+    from hnca_env.cli import _build_run
+
+    env, env_params, pool_cfg, _ = _build_run(cfg)
+    init, _, _ = make_pool_trainer(env, env_params, pool_cfg)
+    return jax.eval_shape(init, jax.random.key(0))
+
+
+def checkpoints(run: Path, cfg: dict) -> list[tuple[int, Any]]:
+    """``(iteration, policy params)`` of every checkpoint the run kept, oldest first."""
+    from agents.checkpoint import CHECKPOINT_SUBDIR, Checkpointer
+
+    template = carry_template(cfg)
+    out = []
+    with Checkpointer(run / CHECKPOINT_SUBDIR, max_to_keep=10_000) as ck:
+        for step in ck.steps():
+            state, _, s = ck.restore(template, step)
+            out.append((s, state.params))
+    return out
+
+
+def _zero_output(params):
+    """Parameters of the do-nothing policy: every weight zero, so every action is zero."""
+    return jax.tree.map(np.zeros_like, params)
+
+
+def _times(run: Path) -> Callable[[int], float]:
+    """Training seconds after ``n`` iterations, interpolated between the logged rows (row ``i``
+    is logged after iteration index ``i``, i.e. after ``i + 1`` iterations)."""
+    from agents.loop import METRICS_FILE, read_metrics
+
+    rows = read_metrics(run / METRICS_FILE)
+    xs = [r["iteration"] + 1 for r in rows]
+    ys = [r["time"] for r in rows]
+    return lambda n: float(np.interp(n, xs, ys)) if rows else float("nan")
+
+
+def _commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        )
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True).stdout.strip()  # fmt: skip
+        return out.stdout.strip() + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+# ------------------------------------------------------------------------------ pattern tasks
+def _pattern_kwargs(cfg: dict) -> dict:
+    return {"grid": (cfg["grid"], cfg["grid"]), "target": cfg["target"], "target_size": cfg["target_size"]}
+
+
+def _static_rows(env, params, key, n_worlds: int, columns: tuple[str, ...]) -> dict[str, dict[str, float]]:
+    """The same-area disc and the silhouette in the target's mean colour: images that never
+    change, so their MSE is the same at every step (each of ``columns``)."""
+    rows = {}
+    for name, answer in (
+        ("mean-colour disc (same area)", baselines.disc_answer),
+        ("silhouette in mean colour", baselines.silhouette_answer),
+    ):
+        mse = baselines.evaluate_answer(env, answer, key, params, n_worlds=n_worlds)["mse"]
+        rows[name] = dict.fromkeys(columns, mse)
+    return rows
+
+
+def _scorer(env, env_params, apply, key, n_worlds: int, steps: int | None = None):
+    """``score(policy_params) -> {metric: mean over worlds}``, compiled once for every checkpoint."""
+    from hnca_env.evaluate import evaluate_worlds
+
+    @jax.jit
+    def per_world(policy_params):
+        act = policy_from_apply(apply, policy_params)
+        return evaluate_worlds(env, act, key, env_params, n_worlds=n_worlds, steps=steps)
+
+    return lambda p: {k: float(np.mean(v)) for k, v in per_world(p).items()}
+
+
+def _apply(cfg: dict):
+    from hnca_env.cli import _build_run
+
+    return _build_run(cfg)[3][1]
+
+
+def _grow_score(cfg: dict, key, n_worlds: int):
+    env, env_params = hnca_env.make("Grow-v0", **_pattern_kwargs(cfg))
+    return _scorer(env, env_params, _apply(cfg), key, n_worlds)
+
+
+def _growing_score(cfg: dict, key, n_worlds: int):
+    """Grow (96 steps), Persist (288) and Regenerate (a hole cut at step 96, scored 48 later)."""
+    apply, kw = _apply(cfg), _pattern_kwargs(cfg)
+    grow = _scorer(*hnca_env.make("Grow-v0", **kw), apply, key, n_worlds)
+    persist = _scorer(*hnca_env.make("Persist-v0", **kw), apply, key, n_worlds)
+    regen = _scorer(*hnca_env.make("Regenerate-v0", **kw), apply, key, n_worlds, steps=96 + 48)
+
+    def score(p):
+        r = regen(p)
+        return {"mse_96": grow(p)["mse"], "mse_288": persist(p)["mse"],
+                "mse_before_cut": r["mse_before_damage"], "mse_cut_plus_48": r["mse_after_damage"]}  # fmt: skip
+
+    return score
+
+
+def _main_baselines(cfg: dict, key, n_worlds: int):
+    env, params = hnca_env.make("Grow-v0", **_pattern_kwargs(cfg))
+    return _static_rows(env, params, key, n_worlds, ("mse",))
+
+
+def _growing_baselines(cfg: dict, key, n_worlds: int):
+    env, params = hnca_env.make("Grow-v0", **_pattern_kwargs(cfg))
+    return _static_rows(env, params, key, n_worlds, ("mse_96", "mse_288", "mse_before_cut"))
+
+
+def _gif(env, act, params, steps: int, path: Path, scale: int = 3, fps: int = 20) -> str:
+    frames = render.rollout_frames(env, act, jax.random.key(1), params, steps=steps, scale=scale, target=True)
+    return render.write_gif(np.asarray(frames)[::2], str(path), fps=fps // 2)
+
+
+def _main_gifs(cfg: dict, params, out: Path) -> list[str]:
+    env, p = hnca_env.make("Grow-v0", **_pattern_kwargs(cfg))
+    return [_gif(env, pool_policy(cfg, params), p, 96, out / "main_grow.gif", scale=4)]
+
+
+def _growing_gifs(cfg: dict, params, out: Path) -> list[str]:
+    act, kw = pool_policy(cfg, params), _pattern_kwargs(cfg)
+    paths = []
+    for task, steps, name in (
+        ("Grow-v0", 96, "grow"),
+        ("Persist-v0", 288, "persist"),
+        ("Regenerate-v0", 192, "regenerate"),
+    ):
+        env, p = hnca_env.make(task, **kw)
+        paths.append(_gif(env, act, p, steps, out / f"growing_{name}.gif"))
+    return paths
+
+
+def _main_args(quick: bool) -> list[str]:
+    # the README's main job is `hnca train` with no options: its embedded default
+    return ["--iterations", "4", "--grid", "16", "--target-size", "10", "--log-every", "1",
+            "--checkpoint-every", "2"] if quick else [
+        "--iterations", _default_iterations()]  # fmt: skip
+
+
+def _default_iterations() -> str:
+    from hnca_env.cli import QUICK
+
+    return str(QUICK["iterations"])
+
+
+def _growing_args(quick: bool) -> list[str]:
+    common = ["--task", "Grow-v0", "--target", "heart", "--damage", "3", "--reseed", "1", "--lr", "2e-3"]
+    if quick:
+        return [*common, "--grid", "16", "--target-size", "10", "--hidden", "16", "--pool-size", "16",
+                "--batch-size", "4", "--min-steps", "8", "--max-steps", "12", "--iterations", "4",
+                "--checkpoint-every", "4", "--keep", "10", "--log-every", "1"]  # fmt: skip
+    return [*common, "--grid", "40", "--target-size", "24", "--hidden", "128", "--pool-size", "1024",
+            "--batch-size", "8", "--min-steps", "64", "--max-steps", "96", "--iterations", "3000",
+            "--checkpoint-every", "100", "--keep", "40", "--log-every", "10"]  # fmt: skip
+
+
+EXPERIMENTS: dict[str, Experiment] = {
+    "main": Experiment(
+        name="main",
+        reference="README's main job: a recognisable heart, MSE after 96 steps <= 0.004 over hnca eval's 32 worlds",
+        train_args=_main_args,
+        score=_grow_score,
+        baselines=_main_baselines,
+        gifs=_main_gifs,
+        bars=(Bar("grow", "mse", limit=0.004),),
+        eval_worlds=32,
+    ),
+    "growing": Experiment(
+        name="growing",
+        reference="Growing NCA (Mordvintsev et al., Distill 2020): grow, persist and regenerate a pattern",
+        train_args=_growing_args,
+        score=_growing_score,
+        baselines=_growing_baselines,
+        gifs=_growing_gifs,
+        bars=(
+            Bar("grow", "mse_96", limit=0.003, goal=0.001),
+            Bar("persist", "mse_288", ratio_of="mse_96", ratio=1.5),
+            Bar("regenerate", "mse_cut_plus_48", ratio_of="mse_before_cut", ratio=1.5),
+        ),
+        eval_worlds=64,
+    ),
+}
+
+
+# ------------------------------------------------------------------------------ the report
+def _plot(curve: list[dict], exp: Experiment, path: Path) -> str | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    metrics = sorted({b.metric for b in exp.bars})
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    for ax, x in zip(axes, ("iteration", "time")):
+        for m in metrics:
+            ax.plot([r[x] for r in curve], [r[m] for r in curve], marker=".", label=m)
+        for b in exp.bars:
+            if b.limit is not None:
+                ax.axhline(b.limit, ls="--", c="grey", lw=0.8)
+        ax.set_yscale("log")
+        ax.set_xlabel("iteration" if x == "iteration" else "training wall-clock (s)")
+        ax.set_ylabel("MSE")
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"reproduce {exp.name}: evaluation over {exp.eval_worlds} worlds per checkpoint", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return str(path)
+
+
+def run_experiment(name: str, runs: Path, quick: bool = False, results: Path | None = None,
+                   docs: Path | None = None) -> dict:  # fmt: skip
+    """Train, score and report one experiment; returns the JSON record it writes."""
+    exp = EXPERIMENTS[name]
+    run = runs / name
+    results = results or (run if quick else RESULTS)
+    docs = docs or (run if quick else DOCS)
+    results.mkdir(parents=True, exist_ok=True)
+    docs.mkdir(parents=True, exist_ok=True)
+    load_before = os.getloadavg()
+    t0 = time.perf_counter()
+    cfg = train(exp, run, quick)
+    wall_train = time.perf_counter() - t0
+    n = 2 if quick else exp.eval_worlds
+    key = jax.random.key(EVAL_SEED)
+    times = _times(run)
+    score = exp.score(cfg, key, n)
+    curve = []
+    for it, params in checkpoints(run, cfg):
+        row = {"iteration": it, "time": times(it), **score(params)}
+        row["bars_met"] = [b.name for b in exp.bars if b.met(row)]
+        curve.append(row)
+        print(f"  checkpoint {it}: " + ", ".join(f"{k}={v:.5g}" for k, v in row.items()
+                                                  if isinstance(v, float)))  # fmt: skip
+    from flax import serialization
+
+    with open(run / "params.msgpack", "rb") as f:
+        final_params = serialization.from_bytes(carry_template(cfg).params, f.read())
+    final = score(final_params)
+    # do-nothing: a network of zeros outputs zero updates, scored by the same compiled scorer
+    base = {"do-nothing": score(_zero_output(final_params)), **exp.baselines(cfg, key, n)}
+    bars = {}
+    for b in exp.bars:
+        first = next((r for r in curve if b.name in r["bars_met"]), None)
+        bars[b.name] = {
+            "bar": b.describe(),
+            "value": final[b.metric],
+            "threshold": b.threshold(final),
+            "met": bool(b.met(final)),
+            "first_checkpoint_meeting_it": None if first is None else {"iteration": first["iteration"],
+                                                                       "train_seconds": first["time"]},
+        }  # fmt: skip
+    gifs = [os.path.relpath(p, ROOT) for p in exp.gifs(cfg, final_params, docs)]
+    plot = _plot(curve, exp, docs / f"{name}_curve.png")
+    summary = json.loads((run / "summary.json").read_text())
+    record = {
+        "experiment": name,
+        "reference": exp.reference,
+        "command": f"python benchmarks/reproduce.py {name}" + (" --quick" if quick else ""),
+        "train_command": "hnca train " + " ".join(exp.train_args(quick)),
+        "config": cfg,
+        "commit": _commit(),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "backend": jax.default_backend(),
+            "load_before": load_before,
+            "load_after": os.getloadavg(),
+        },  # fmt: skip
+        "iterations": cfg["iterations"],
+        "train_seconds": summary.get("train_seconds"),
+        "seconds_this_invocation": round(wall_train, 1),
+        "eval": {"worlds": n, "seed": EVAL_SEED},
+        "metrics": final,
+        "baselines": base,
+        "bars": bars,
+        "curve": curve,
+        "gifs": gifs,
+        "plot": None if plot is None else os.path.relpath(plot, ROOT),
+    }
+    path = results / f"reproduce_{name}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record, indent=2, default=float))
+    os.replace(tmp, path)
+    _print_table(record)
+    return record
+
+
+def _print_table(record: dict) -> None:
+    print(f"\n{record['experiment']}: {record['reference']}")
+    print(f"trained {record['iterations']} iterations in {record['train_seconds']:.0f} s; "
+          f"evaluated over {record['eval']['worlds']} worlds (seed {record['eval']['seed']})")  # fmt: skip
+    names = list(record["metrics"])
+    print("| policy | " + " | ".join(names) + " |")
+    print("|---|" + "---:|" * len(names))
+    print("| **ours (trained)** | " + " | ".join(f"{record['metrics'][k]:.5f}" for k in names) + " |")
+    for b, m in record["baselines"].items():
+        print(f"| {b} | " + " | ".join(f"{m[k]:.5f}" if k in m else "" for k in names) + " |")
+    for b in record["bars"].values():
+        first = b["first_checkpoint_meeting_it"]
+        when = (
+            "never" if first is None else f"iteration {first['iteration']} ({first['train_seconds']:.0f} s)"
+        )
+        print(f"bar {b['bar']}: {b['value']:.5f} vs {b['threshold']:.5f} -> "
+              f"{'MET' if b['met'] else 'MISSED'}; first met at {when}")  # fmt: skip
+
+
+#: The hand-written part of docs/reproductions.md; the tables below it come from the JSON.
+DOC_INTRO = """# Reproductions
+
+Published results, reproduced on this package with its own trainer (`hnca train`) and scored
+over pinned evaluation worlds beside trivial baselines computed by the same metric code
+(`hnca_env.baselines`). Each section comes from `benchmarks/results/reproduce_<experiment>.json`,
+written by `python benchmarks/reproduce.py <experiment>` (which trains, or resumes, the run
+in `runs/reproduce/<experiment>`); `python benchmarks/reproduce.py --report` rewrites this page
+from the JSON files, so page and JSON agree. A bar missed is reported as missed.
+
+Baselines: *do-nothing* is the policy whose every update is zero; the *same-area disc* is a disc
+with the target silhouette's area at its centroid, in the silhouette's mean colour; the
+*silhouette in mean colour* is the target's own shape (alpha >= 0.5) painted in that colour. Both
+images never change, so their MSE is the same at every step. A trained rule that does not beat the
+disc has learnt a blob, not the pattern.
+"""
+
+
+def write_doc(results: Path = RESULTS, path: Path = ROOT / "docs" / "reproductions.md") -> str:
+    """docs/reproductions.md from every ``reproduce_*.json`` in ``results``."""
+    parts = [DOC_INTRO]
+    for name in EXPERIMENTS:
+        f = results / f"reproduce_{name}.json"
+        if not f.exists():
+            parts.append(
+                f"\n## {name}\n\nNot run yet at this commit (`python benchmarks/reproduce.py {name}`).\n"
+            )
+            continue
+        r = json.loads(f.read_text())
+        parts.append(f"\n## {name}: {r['reference']}\n")
+        parts.append(
+            f"`{r['command']}` at commit `{r['commit'][:12]}` ({r['machine']['cpus']} CPUs, "
+            f"{r['machine']['backend']}, load {r['machine']['load_before'][0]:.1f} at the start). "
+            f"Trained with `{r['train_command']}`: {r['iterations']} iterations in "
+            f"{r['train_seconds']:.0f} s of training; evaluated over {r['eval']['worlds']} worlds "
+            f"(key {r['eval']['seed']}).\n"
+        )
+        names = list(r["metrics"])
+        rows = ["| | " + " | ".join(f"`{n}`" for n in names) + " |", "|---|" + "---:|" * len(names)]
+        rows.append(
+            "| **ours (trained)** | " + " | ".join(f"**{r['metrics'][n]:.5g}**" for n in names) + " |"
+        )
+        for b, m in r["baselines"].items():
+            rows.append(f"| {b} | " + " | ".join(f"{m[n]:.5g}" if n in m else "" for n in names) + " |")
+        parts.append("\n".join(rows) + "\n")
+        rows = ["| bar | ours | threshold | met | first checkpoint meeting it |", "|---|---:|---:|---|---|"]
+        for b in r["bars"].values():
+            first = b["first_checkpoint_meeting_it"]
+            when = (
+                "none" if first is None else f"iteration {first['iteration']}, {first['train_seconds']:.0f} s"
+            )
+            rows.append(f"| `{b['bar']}` | {b['value']:.5g} | {b['threshold']:.5g} | "
+                        f"{'**met**' if b['met'] else '**missed**'} | {when} |")  # fmt: skip
+        parts.append("\n".join(rows) + "\n")
+        for g in r["gifs"]:
+            parts.append(f"![{os.path.basename(g)}]({os.path.relpath(ROOT / g, path.parent)})")
+        if r.get("plot"):
+            parts.append(f"\n![curve]({os.path.relpath(ROOT / r['plot'], path.parent)})\n")
+    text = "\n".join(parts) + "\n"
+    path.write_text(text)
+    return str(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("experiment", nargs="?", choices=sorted(EXPERIMENTS))
+    ap.add_argument("--report", action="store_true", help="only rewrite docs/reproductions.md from the JSON")
+    ap.add_argument(
+        "--runs", default=str(ROOT / "runs" / "reproduce"), help="where the runs live (resumable)"
+    )
+    ap.add_argument("--quick", action="store_true", help="a tiny version (seconds), written into the run dir")
+    ap.add_argument("--fresh", action="store_true", help="delete the experiment's run directory first")
+    args = ap.parse_args(argv)
+    if args.report:
+        print(write_doc())
+        return 0
+    if args.experiment is None:
+        ap.error("name an experiment (or --report)")
+    runs = Path(args.runs)
+    if args.fresh:
+        shutil.rmtree(runs / args.experiment, ignore_errors=True)
+    run_experiment(args.experiment, runs, quick=args.quick)
+    if not args.quick:
+        print(write_doc())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+"""benchmarks/reproduce.py: each experiment's --quick mode end to end, the pinned evaluation key,
+and the bars' arithmetic."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import reproduce  # noqa: E402
+
+
+def test_the_evaluation_key_is_hnca_evals_default():
+    from hnca_env.cli import build_parser
+
+    args = build_parser().parse_args(["eval", "--run", "x"])
+    assert reproduce.EVAL_SEED == 0 == args.seed
+
+
+def test_bars():
+    b = reproduce.Bar("persist", "late", ratio_of="early", ratio=1.5)
+    assert b.met({"late": 0.0149, "early": 0.01}) and not b.met({"late": 0.0151, "early": 0.01})
+    assert not b.met({"late": float("nan"), "early": 0.01})
+    assert reproduce.Bar("grow", "mse", limit=0.003).threshold({}) == 0.003
+
+
+@pytest.mark.parametrize("name", sorted(reproduce.EXPERIMENTS))
+def test_quick_mode_writes_the_record(tmp_path, name):
+    record = reproduce.run_experiment(name, tmp_path, quick=True)
+    on_disk = json.loads((tmp_path / name / f"reproduce_{name}.json").read_text())
+    assert on_disk["experiment"] == name and on_disk["eval"] == {"worlds": 2, "seed": 0}
+    assert set(on_disk["bars"]) == {b.name for b in reproduce.EXPERIMENTS[name].bars}
+    assert "do-nothing" in on_disk["baselines"] and len(on_disk["baselines"]) >= 3
+    assert [r["iteration"] for r in on_disk["curve"]] == sorted(r["iteration"] for r in on_disk["curve"])
+    assert all(Path(reproduce.ROOT / g).exists() for g in on_disk["gifs"])
+    assert record["metrics"] == on_disk["metrics"]
+    if name == "main":  # run again: the finished run is found, not retrained
+        again = reproduce.run_experiment(name, tmp_path, quick=True)
+        assert again["train_seconds"] == record["train_seconds"]
