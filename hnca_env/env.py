@@ -49,7 +49,7 @@ import numpy as np
 from flax import struct
 from gymnax.environments import environment, spaces
 
-from hnca_env import physics
+from hnca_env import physics, validate
 from hnca_env import rewards as rewards_lib
 from hnca_env.tasks.base import Task
 from hnca_env.tasks.base import is_concrete as _is_concrete
@@ -413,6 +413,7 @@ class HNCAEnv(environment.Environment):
                 raise ValueError(f"params.{name} {msg}, got {v}")
         if not np.all(np.isfinite(np.asarray(params.target))):
             raise ValueError("params.target contains NaN or inf")
+        validate.warn_settings(self, params)
 
     # ------------------------------------------------------------------ public API
     def reset(self, key: Array, params: EnvParams | None = None) -> tuple[dict, EnvState]:
@@ -432,11 +433,17 @@ class HNCAEnv(environment.Environment):
 
         Returns ``(obs, state, reward, terminated, truncated, info)``; ``reward`` is
         ``{level: (H_l, W_l)}``; ``info`` has ``team_reward`` (per level) and
-        ``final_observation``. Validates the action's levels, shapes and dtype first.
+        ``final_observation``. Validates first: the state's levels and shapes, the action's
+        levels, shapes and dtype, and — when the action is concrete (not traced) — that it is
+        finite. Under ``jit`` the values are checked only inside ``checkify.checkify``
+        (docs/api.md, "Errors and validation").
         """
         params = self.default_params if params is None else params
         self._check_params_once(params)
+        validate.check_state(self, state)
         action = self.check_action(action)
+        if _is_concrete(action):
+            validate.check_finite_action(action)
         return self._step_jit(key, state, action, params)
 
     def _check_params_once(self, params: EnvParams) -> None:
@@ -535,6 +542,7 @@ class HNCAEnv(environment.Environment):
             rule_keys = jax.random.split(k_rules, len(self.fixed_rules))
             for rk, (lvl, fn) in zip(rule_keys, sorted(self.fixed_rules.items())):
                 action[lvl] = fn(params.rule_params[lvl], obs_now[lvl], rk)
+        validate.debug_check_finite(action, state.time)  # only under checkify
 
         cells = state.grids["cell"]
         m = physics.fire_mask(k_cell, self.grid, params.fire_rate["cell"])
