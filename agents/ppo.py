@@ -260,13 +260,24 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
 def load_config(
     task: str | None = None, path: str | None = None, overrides: Sequence[str] | Mapping = ()
 ) -> PPOConfig:
-    """A config from the task's defaults, then a YAML file, then ``key=value`` overrides."""
+    """A config from the task's defaults, then a YAML file, then ``key=value`` overrides.
+
+    A file that is missing, unreadable or not YAML raises ``ValueError`` naming it.
+    """
     import yaml
 
     settings: dict[str, Any] = {}
     if path is not None:
-        with open(path) as f:
-            loaded = yaml.safe_load(f) or {}
+        try:
+            with open(path) as f:
+                loaded = yaml.safe_load(f) or {}
+        except OSError as e:
+            raise ValueError(f"PPO config file {path}: {(e.strerror or str(e)).lower()}") from e
+        except yaml.YAMLError as e:
+            where = getattr(e, "problem_mark", None)
+            at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+            problem = getattr(e, "problem", None) or str(e)
+            raise ValueError(f"PPO config file {path} is not valid YAML{at}: {problem}") from e
         if not isinstance(loaded, Mapping):
             raise ValueError(f"{path}: a PPO config file must be a mapping of settings")
         settings.update(loaded)

@@ -94,8 +94,30 @@ RESUME_MAY_CHANGE = ("iterations", "checkpoint_every", "log_every", "keep")
 
 
 def _load_json(path: str) -> dict:
+    """A run's JSON record (``config.json``); a torn or damaged one is a ``ValueError`` naming it."""
     with open(path) as f:
-        return json.load(f)
+        text = f.read()
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is damaged or not JSON ({e})") from e
+    if not isinstance(record, dict):
+        raise ValueError(f"{path} is damaged: a JSON object was expected, got {type(record).__name__}")
+    return record
+
+
+def _load_msgpack(path: str, template: Any) -> Any:
+    """``template``'s values from a ``flax.serialization`` file (``params.msgpack``); a torn,
+    damaged or mismatched one is a ``ValueError`` naming it."""
+    from flax import serialization
+
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        return serialization.from_bytes(template, data)
+    except Exception as e:  # msgpack and flax raise several types; all mean this file
+        reason = (str(e).splitlines() or [""])[0][:200]
+        raise ValueError(f"{path} is damaged or unreadable ({type(e).__name__}: {reason})") from e
 
 
 def _build_run(cfg: dict[str, Any]):
@@ -106,8 +128,6 @@ def _build_run(cfg: dict[str, Any]):
     ``init_child`` and trains the coordinators (``agents.two_stage``).
     """
     import dataclasses
-
-    from flax import serialization
 
     import hnca_env
     from agents import two_stage
@@ -134,8 +154,7 @@ def _build_run(cfg: dict[str, Any]):
         import jax
 
         template = jax.eval_shape(c_init, jax.random.key(0))
-        with open(os.path.join(cfg["init_child"], "params.msgpack"), "rb") as f:
-            child_params = serialization.from_bytes(template, f.read())["cell"]
+        child_params = _load_msgpack(os.path.join(cfg["init_child"], "params.msgpack"), template)["cell"]
         env, env_params = two_stage.with_frozen_child(cfg["task"], child_params, **env_kwargs)
     elif stage is None:
         env, env_params = hnca_env.make(cfg["task"], **env_kwargs)
@@ -377,13 +396,11 @@ def _load_run_params(run: str, init) -> tuple[Any, str]:
     """A run's policy parameters: ``params.msgpack``, else those of its newest checkpoint
     (``init``: the run's trainer init, whose carry has ``params``)."""
     import jax
-    from flax import serialization
 
     template = jax.eval_shape(init, jax.random.key(0))
     path = os.path.join(run, "params.msgpack")
     if os.path.exists(path):
-        with open(path, "rb") as f:
-            return serialization.from_bytes(template.params, f.read()), "params.msgpack"
+        return _load_msgpack(path, template.params), "params.msgpack"
     from agents.checkpoint import CHECKPOINT_SUBDIR, Checkpointer
 
     try:
@@ -589,7 +606,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except ValueError as e:
+    except (ValueError, OSError) as e:  # bad settings, missing or damaged files: one line
         print(f"hnca: error: {e}", file=sys.stderr)
         return 2
 
