@@ -57,6 +57,7 @@ TASKS = [
     ("HNCA-Grow", "HNCA-Grow-v0", {}, ["mse"]),
     ("Metamorphosis", "HNCA-Metamorphosis-v0", {}, ["mse_255"]),
     ("Metamorphosis-Fixed", "HNCA-Metamorphosis-Fixed-v0", {}, ["mse_255"]),
+    ("Metamorphosis-Motifs", "HNCA-Metamorphosis-Motifs-v0", {}, ["mse_255"]),
     ("GoalSwitch", "HNCA-GoalSwitch-v0", {}, ["mse_after_switch", "steps_to_recover"]),
     ("Digits (test)", "Digits-v0", {"split": "test"}, ["cell_accuracy", "all_right", "all_agree"]),
     ("Density ρ~U[0,1]", "Density-v0", {}, ["all_correct"]),

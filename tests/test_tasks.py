@@ -448,3 +448,24 @@ def test_policy_from_apply_ignores_the_key():
     acc = np.asarray(m["cell_accuracy"])
     assert set(np.unique(acc)) <= {0.0, 1.0} and 0 < acc.sum() < 16
     np.testing.assert_array_equal(np.asarray(m["all_correct"]), acc)
+
+
+def test_motif_pairs_rearrange_the_same_motifs():
+    from hnca_env.tasks.metamorphosis import MOTIF_PAIRS, motif_pair
+
+    for pair in MOTIF_PAIRS:
+        a, b = motif_pair(pair, (64, 64), seed=1)
+        assert a.shape == b.shape == (64, 64, 3) and a.dtype == np.float32
+        assert np.abs(a - b).mean() > 0.02  # rearranged, not the same picture
+        # the same motifs in the same colours: every channel's ink (above the dark ground) agrees
+        ink_a = (a - a.min(axis=(0, 1))).sum(axis=(0, 1))
+        ink_b = (b - b.min(axis=(0, 1))).sum(axis=(0, 1))
+        np.testing.assert_allclose(ink_a, ink_b, rtol=0.03)
+        assert a.mean() < 0.35  # a dark background
+    with pytest.raises(ValueError, match="unknown motif pair"):
+        motif_pair("dots-squares", (64, 64))
+    env, params = hnca_env.make("HNCA-Metamorphosis-Motifs-v0", grid=(32, 32), pair="triangles-ring")
+    a, b = motif_pair("triangles-ring", (32, 32))
+    np.testing.assert_array_equal(np.asarray(params.target), b)
+    np.testing.assert_array_equal(env.motif_a, a)
+    assert int(params.seed) == 1 and int(params.tau_c) == 64  # noise seed, children grow A first

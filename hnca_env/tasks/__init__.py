@@ -24,6 +24,7 @@ SMOKE_SETTINGS = {
     "HNCA-Grow-v0": dict(grid=(16, 16), tau_c=2, max_steps_in_episode=6),
     "HNCA-Metamorphosis-v0": dict(grid=(16, 16), max_steps_in_episode=6),
     "HNCA-Metamorphosis-Fixed-v0": dict(grid=(16, 16), max_steps_in_episode=6),
+    "HNCA-Metamorphosis-Motifs-v0": dict(grid=(16, 16), tau_c=2, max_steps_in_episode=6),
     "HNCA-GoalSwitch-v0": dict(grid=(16, 16), switch_times=(3,), max_steps_in_episode=6),
     "Digits-v0": dict(swap_time=3, max_steps_in_episode=6),
     "Density-v0": dict(grid=(16, 16), max_steps_in_episode=6),

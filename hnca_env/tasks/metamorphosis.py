@@ -102,6 +102,86 @@ def synthetic_pattern(
     return img.reshape(h, s, w, s, 3).mean(axis=(1, 3)).astype(np.float32)
 
 
+#: Motif pairs built as the reference's are: B is A's own motifs rearranged on a dark background.
+MOTIF_PAIRS = {
+    "dots-rosettes": ("dot", "rosettes"),
+    "triangles-ring": ("triangle", "ring"),
+    "squares-diamond": ("square", "diamond"),
+}
+_MOTIF_COLOURS = np.array([[0.95, 0.75, 0.2], [0.9, 0.3, 0.35], [0.35, 0.75, 0.95]], np.float32)
+_DARK = np.array([0.05, 0.05, 0.1], np.float32)
+
+
+def _arrangement(kind: str, n: int, side: float) -> np.ndarray:
+    """``(n, 2)`` motif centres (y, x) relative to the grid centre for pattern B."""
+    if kind == "ring":
+        th = 2 * np.pi * np.arange(n) / n
+        return 0.33 * side * np.stack([np.sin(th), np.cos(th)], -1)
+    if kind == "diamond":  # evenly along the perimeter of |y| + |x| = a
+        a, t = 0.36 * side, 4 * np.arange(n) / n
+        edge, f = np.floor(t).astype(int), t - np.floor(t)
+        corners = a * np.array([[-1, 0], [0, 1], [1, 0], [0, -1], [-1, 0]], np.float64)
+        return corners[edge] + f[:, None] * (corners[edge + 1] - corners[edge])
+    if kind == "rosettes":  # five rosettes on a pentagon, n // 5 motifs around each
+        per = max(1, n // 5)
+        out = []
+        for i in range(n):
+            r, j = divmod(i, per)
+            r = min(r, 4)
+            phi = 2 * np.pi * r / 5 - np.pi / 2
+            psi = 2 * np.pi * j / per + phi
+            out.append(
+                0.3 * side * np.array([np.sin(phi), np.cos(phi)])
+                + 0.1 * side * np.array([np.sin(psi), np.cos(psi)])
+            )
+        return np.array(out)
+    raise ValueError(f"unknown arrangement {kind!r}")
+
+
+def motif_pair(
+    pair: str, grid: tuple[int, int], seed: int = 0, count: int = 20
+) -> tuple[np.ndarray, np.ndarray]:
+    """Patterns ``(A, B)``, each RGB ``(H, W, 3)`` in [0, 1]: ``count`` small motifs (dots,
+    triangles or squares, three colours) scattered over a dark background in A, and the *same*
+    motifs, each keeping its colour, rearranged in B (into five rosettes, a ring or a diamond).
+    After the reference's targets (RituPande/hnca ``scripts/image_gen.py``: A's dots regrouped
+    into rosettes, a ring of A's triangles, a diamond of A's cells); procedural, nothing
+    downloaded. ``seed`` varies A's scattering and which motif goes where in B.
+    """
+    if pair not in MOTIF_PAIRS:
+        raise ValueError(f"unknown motif pair {pair!r}; known: {sorted(MOTIF_PAIRS)}")
+    if isinstance(count, bool) or not isinstance(count, int) or not 5 <= count <= 25:
+        raise ValueError(f"count must be an integer in [5, 25], got {count!r}")
+    motif, arrangement = MOTIF_PAIRS[pair]
+    h, w = int(grid[0]), int(grid[1])
+    side = min(h, w)
+    rng = np.random.default_rng(seed)
+    # A: one motif in each of `count` random slots of a 5×5 lattice, jittered inside its slot
+    slots = rng.choice(25, count, replace=False)
+    cell = np.array([h, w]) / 5.0
+    a_pos = (np.stack([slots // 5, slots % 5], -1) + 0.5 + rng.uniform(-0.2, 0.2, (count, 2))) * cell
+    b_pos = _arrangement(arrangement, count, side)[rng.permutation(count)] + np.array([h, w]) / 2.0
+    colours = _MOTIF_COLOURS[np.arange(count) % len(_MOTIF_COLOURS)]
+    r = 0.05 * side
+    s = 4
+    y, x = np.meshgrid((np.arange(h * s) + 0.5) / s, (np.arange(w * s) + 0.5) / s, indexing="ij")
+
+    def draw(pos):
+        img = np.broadcast_to(_DARK, (h * s, w * s, 3)).copy()
+        for (cy, cx), colour in zip(pos, colours):
+            dy, dx = y - cy, x - cx
+            if motif == "dot":
+                m = dy**2 + dx**2 < r**2
+            elif motif == "square":
+                m = (np.abs(dy) < 0.85 * r) & (np.abs(dx) < 0.85 * r)
+            else:  # an upward triangle of height 2r
+                m = (dy < r) & (dy > -r) & (np.abs(dx) < (dy + r) / 2 * 1.15)
+            img[m] = colour
+        return img.reshape(h, s, w, s, 3).mean(axis=(1, 3)).astype(np.float32)
+
+    return draw(a_pos), draw(b_pos)
+
+
 def _pattern(spec: Any, grid: tuple[int, int], seed: int) -> np.ndarray:
     if isinstance(spec, str) and spec in SYNTHETIC:
         return synthetic_pattern(spec, grid, seed)
@@ -193,8 +273,27 @@ def metamorphosis(
     )
 
 
+def metamorphosis_motifs(
+    grid: tuple[int, int] = (64, 64), pair: str = "dots-rosettes", pattern_seed: int = 0, **kwargs: Any
+) -> HNCAEnv:
+    """The reference's experiment: children grow A from noise for τ_c steps, then the
+    coordinators must turn it into B, made of A's own motifs rearranged (:func:`motif_pair`).
+    Train it in two stages (``agents.two_stage``): a child that grows A (``child_overrides=
+    {"target": A}``), then the coordinators with that child frozen."""
+    kwargs.setdefault("name", "HNCA-Metamorphosis-Motifs-v0")
+    a, b = motif_pair(pair, tuple(grid), pattern_seed)
+    overrides = {"seed": "noise", "tau_c": 64, "max_steps_in_episode": 64 + 60}
+    overrides.update(kwargs.pop("default_overrides", None) or {})
+    env = metamorphosis(
+        grid, start=a, target=b, pattern_seed=pattern_seed, default_overrides=overrides, **kwargs
+    )
+    env.motif_a = a  # pattern A, the child's own target in stage 1
+    return env
+
+
 #: The reference setting: children follow a fixed rule, only coordinators act.
 metamorphosis_fixed = partial(metamorphosis, child_rule="readout", name="HNCA-Metamorphosis-Fixed-v0")
 
 register("HNCA-Metamorphosis-v0", metamorphosis)
 register("HNCA-Metamorphosis-Fixed-v0", metamorphosis_fixed)
+register("HNCA-Metamorphosis-Motifs-v0", metamorphosis_motifs)
