@@ -68,8 +68,18 @@ def check_flat_action(n_action: int, limit: int | None, where: str) -> None:
             "JaxMARL's IPPO, or agents.ppo), or use a smaller grid. Pass "
             "max_flat_action=None to silence this.",
             FlatActionWarning,
-            stacklevel=3,
+            stacklevel=_caller_stacklevel(),
         )
+
+
+def _caller_stacklevel() -> int:
+    """``warnings`` stack level of the first frame outside this module (the user's line)."""
+    import sys
+
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename == __file__:
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 class _View(GymnaxWrapper):

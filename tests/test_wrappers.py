@@ -1,23 +1,38 @@
 """Views: gymnax LogWrapper and a PureJaxRL-style loop over the team-reward view, and friends."""
 
+import copy
+import pickle
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from gymnax.wrappers.purerl import LogWrapper
 
-from hnca_env.wrappers import DictAgentView, LegacyView, LevelLogWrapper, TeamRewardView
+import hnca_env
+from hnca_env.wrappers import (
+    MAX_FLAT_ACTION,
+    DictAgentView,
+    FlatActionWarning,
+    LegacyView,
+    LevelLogWrapper,
+    SingleAgentView,
+    TeamRewardView,
+    base_env,
+)
 
 
 def test_gymnax_logwrapper_over_team_view(hnca_small):
     env, params = hnca_small
-    view = LogWrapper(TeamRewardView(env))
+    flat = TeamRewardView(env, max_flat_action=None)  # 3408 action dims; the policy is not a Gaussian
+    view = LogWrapper(flat)
     n_envs, steps = 4, 14  # episodes of 12 steps: one finishes
     keys = jax.random.split(jax.random.key(0), n_envs)
     obs, state = jax.vmap(view.reset, in_axes=(0, None))(keys, params)
-    n_obs = TeamRewardView(env).observation_space(params).shape[0]
+    n_obs = flat.observation_space(params).shape[0]
     assert obs.shape == (n_envs, n_obs)
-    a_space = TeamRewardView(env).action_space(params)
+    a_space = flat.action_space(params)
 
     # a PureJaxRL-style rollout: lax.scan over vmapped steps with a random policy
     def env_step(carry, key):
@@ -40,7 +55,7 @@ def test_gymnax_logwrapper_over_team_view(hnca_small):
 
 def test_team_view_action_roundtrip_and_errors(grow_env):
     env, params = grow_env
-    view = TeamRewardView(env)
+    view = TeamRewardView(env, max_flat_action=None)
     flat = jnp.arange(16 * 16 * 16, dtype=jnp.float32)
     np.testing.assert_array_equal(view.unflatten_action(flat)["cell"].ravel(), flat)
     with pytest.raises(ValueError, match="flat action has shape"):
@@ -92,3 +107,93 @@ def test_dict_agent_view(key):
         DictAgentView(env, max_agents=10)
     with pytest.raises(ValueError, match="actions missing"):
         view.step(key, state, {"cell_0_0": jnp.zeros(12)}, params)
+
+
+def _views(env):
+    return {
+        "TeamRewardView": TeamRewardView(env),
+        "SingleAgentView": SingleAgentView(env),
+        "LegacyView": LegacyView(env),
+        "LevelLogWrapper": LevelLogWrapper(env),
+        "DictAgentView": DictAgentView(env),
+        "SingleAgentView(LevelLogWrapper)": SingleAgentView(LevelLogWrapper(env)),
+    }
+
+
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+def test_views_survive_deepcopy_and_pickle(how, key):
+    # gymnax's GymnaxWrapper.__getattr__ recursed forever here (rejax and gymnax's Gym
+    # bridge deep-copy their env); and HNCAEnv's bound reward is a closure pickle refuses
+    env, params = hnca_env.make("HNCA-Grow-v0", grid=(8, 8), tau_c=0, max_steps_in_episode=5)
+    for name, view in _views(env).items():
+        other = copy.deepcopy(view) if how == "deepcopy" else pickle.loads(pickle.dumps(view))
+        assert type(other) is type(view) and base_env(other) is not env, name
+        assert base_env(other).grid == (8, 8) and base_env(other).default_params.max_steps_in_episode == 5
+        obs, state = view.reset(key, params)
+        obs2, state2 = other.reset(key, params)
+        jax.tree.map(np.testing.assert_allclose, obs, obs2)
+        if isinstance(view, DictAgentView):
+            action = {a: 0.1 * jnp.ones(s.shape) for a, s in view.action_spaces(params).items()}
+        elif isinstance(view, TeamRewardView):
+            action = 0.1 * jnp.ones(view.action_space(params).shape)
+        else:
+            action = {
+                lvl: 0.1 * jnp.ones((*env.grid_shape(lvl), env.action_dim(lvl))) for lvl in env.agent_levels
+            }
+        out, out2 = view.step(key, state, action, params), other.step(key, state2, action, params)
+        jax.tree.map(np.testing.assert_allclose, out[2], out2[2])  # the same rewards
+    assert not hasattr(LegacyView.__new__(LegacyView), "anything")  # no _env yet: no RecursionError
+
+
+def test_single_agent_view_is_the_old_gymnax_five_tuple(key):
+    env, params = hnca_env.make("HNCA-Grow-v0", grid=(8, 8), tau_c=0, max_steps_in_episode=3)
+    view = SingleAgentView(env)
+    n_act = 64 * 12 + 4 * 21
+    assert view.action_space(params).shape == (n_act,) and view.observation_space(params).shape == (
+        64 * 48 + 4 * 60,
+    )
+    obs, state = view.reset(key)  # params=None: env.default_params, i.e. make's overrides
+    step = jax.jit(view.step)
+    dones = []
+    for i in range(4):
+        obs, state, reward, done, info = step(jax.random.key(i), state, jnp.zeros(n_act))
+        dones.append(bool(done))
+        assert reward.shape == () and done.dtype == bool
+        assert set(info) == {"team_reward", "terminated", "truncated"}  # small: PureJaxRL keeps every step's
+    assert dones == [False, False, True, False]  # 3-step episodes from make(), auto-reset
+    # the same numbers as the array API
+    _, s0 = env.reset(key, params)
+    zero = {lvl: jnp.zeros((*env.grid_shape(lvl), env.action_dim(lvl))) for lvl in env.agent_levels}
+    ref = env.step(jax.random.key(0), s0, zero, params)
+    got = view.step(jax.random.key(0), view.reset(key)[1], jnp.zeros(n_act))
+    np.testing.assert_allclose(got[2], ref[5]["team_reward"]["cell"], rtol=1e-6)
+    full = SingleAgentView(env, full_info=True).step(key, s0, jnp.zeros(n_act))[4]
+    assert full["final_observation"].shape == obs.shape and set(full["level_reward"]) == {"cell", "parent"}
+
+
+def test_flat_action_warning_above_the_limit():
+    small, _ = hnca_env.make("Grow-v0", grid=(8, 8))  # 8 * 8 * 16 = 1024 dims: at the limit
+    big, _ = hnca_env.make("Grow-v0", grid=(16, 16))  # 4096 dims: PureJaxRL's PPO went NaN
+    assert MAX_FLAT_ACTION == 1024
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        SingleAgentView(small)
+        TeamRewardView(big, max_flat_action=None)
+        SingleAgentView(big, max_flat_action=5000)
+    for cls in (SingleAgentView, TeamRewardView):
+        with pytest.warns(FlatActionWarning, match=r"4096 dims.*JaxMARLView") as record:
+            cls(big)
+        assert record[0].filename == __file__  # points at the caller's line
+
+
+def test_view_render_matches_render_and_unwraps_wrapper_states(key):
+    from hnca_env import render
+
+    env, params = hnca_env.make("HNCA-Grow-v0", grid=(8, 8), tau_c=0)
+    view = LogWrapper(TeamRewardView(env))
+    _, state = view.reset(key, params)  # gymnax's LogEnvState around the env state
+    frame = jax.jit(lambda s: view.render(s, params, parent_grid=True))(state)
+    np.testing.assert_array_equal(frame, render.render(env, state.env_state, params, parent_grid=True))
+    assert frame.dtype == jnp.uint8 and frame.shape == (8, 8, 3)
+    with pytest.raises(TypeError, match="no env state inside"):
+        render.render_frame(env, {"x": 1}, params)
