@@ -32,6 +32,11 @@ and run, e.g. (on 2 CPU cores each run takes a few minutes)::
     python benchmarks/interop/run.py purejaxrl-ppo purejaxrl/purejaxrl/ppo_continuous_action.py \\
         --task Grow-v0 --env '{"grid": [8, 8], "max_steps_in_episode": 32}'
 
+``rejax-ppo`` needs no file: it is rejax's ``PPO`` from the package (rejax 0.1.3), on
+``SingleAgentView`` with its default hyper-parameters and the same short budget::
+
+    python benchmarks/interop/run.py rejax-ppo --task Grow-v0
+
 Each run adds (or replaces) its entry in ``benchmarks/results/interop.json``: the patched
 line, the file's sha256, the config, the return of every update, the do-nothing return on the
 same task, wall-clock and whether everything stayed finite. docs/interop.md reports them.
@@ -78,6 +83,8 @@ CLIENTS = {
         ),
     },
 }
+
+REJAX = {"commit": "rejax (PyPI)", "path": "rejax.PPO"}
 
 # The published configs (JaxMARL: baselines/IPPO/config/ippo_ff_mabrax.yaml; PureJaxRL: the
 # file's __main__), with only the budget (envs, steps, timesteps) shortened for 2 CPU cores.
@@ -291,10 +298,57 @@ def run_purejaxrl(path: Path, task: str, env_kwargs: dict, updates: int) -> dict
     }
 
 
+def run_rejax(path: Path | None, task: str, env_kwargs: dict, updates: int) -> dict:
+    import rejax
+
+    from hnca_env.wrappers import SingleAgentView
+
+    env, params = hnca_env.make(task, **env_kwargs)
+    num_envs, num_steps = 64, 32
+    algo = rejax.PPO.create(
+        env=SingleAgentView(env, max_flat_action=None),
+        env_params=params,
+        num_envs=num_envs,
+        num_steps=num_steps,
+        total_timesteps=num_envs * num_steps * updates,
+        eval_freq=num_envs * num_steps * 10,
+    )
+    t0 = time.perf_counter()
+    compiled = jax.jit(algo.train).lower(jax.random.key(30)).compile()
+    t1 = time.perf_counter()
+    ts, (lengths, returns) = jax.block_until_ready(compiled(jax.random.key(30)))
+    t2 = time.perf_counter()
+    per_eval = np.asarray(returns, np.float64).mean(axis=1)
+    return {
+        "config": {
+            "num_envs": num_envs,
+            "num_steps": num_steps,
+            "total_timesteps": num_envs * num_steps * updates,
+            "eval_freq": num_envs * num_steps * 10,
+            "rest": "rejax.PPO defaults (num_epochs 8, num_minibatches 16, lr 3e-4, ent_coef 0.01, "
+            "hidden (64, 64) swish)",
+            "rejax_version": getattr(rejax, "__version__", "0.1.3"),
+        },
+        "obs_dim": int(algo.env.observation_space(params).shape[0]),
+        "action_dim": int(algo.env.action_space(params).shape[0]),
+        "return_per_eval": per_eval.tolist(),
+        "return_metric": "mean episode return (team reward summed) of rejax's own evaluation, 128 "
+        "episodes with the sampled policy, before training and every 10 updates",
+        "first_return": float(per_eval[0]),
+        "last_return": float(per_eval[-1]),
+        "finite": bool(np.all(np.isfinite(per_eval)))
+        and all(np.all(np.isfinite(np.asarray(p))) for p in jax.tree.leaves(ts.actor_ts.params)),
+        "compile_s": t1 - t0,
+        "train_s": t2 - t1,
+    }
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("client", choices=sorted(CLIENTS))
-    ap.add_argument("file", type=Path, help="local copy of the client's file (see the module docstring)")
+    ap.add_argument("client", choices=sorted([*CLIENTS, "rejax-ppo"]))
+    ap.add_argument(
+        "file", type=Path, nargs="?", help="local copy of the client's file (see the module docstring)"
+    )
     ap.add_argument("--task", default="Grow-v0")
     ap.add_argument("--env", default='{"grid": [8, 8], "max_steps_in_episode": 32}', help="JSON overrides")
     ap.add_argument("--updates", type=int, default=60)
@@ -303,17 +357,20 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
     env_kwargs = json.loads(args.env)
     env_kwargs = {k: tuple(v) if isinstance(v, list) and k == "grid" else v for k, v in env_kwargs.items()}
-    path = args.file.resolve()
+    if args.client != "rejax-ppo" and args.file is None:
+        ap.error(f"{args.client} needs the path of its file")
+    path = args.file.resolve() if args.file is not None else None
     t0 = time.perf_counter()
-    run = run_ippo if args.client == "jaxmarl-ippo" else run_purejaxrl
+    run = {"jaxmarl-ippo": run_ippo, "purejaxrl-ppo": run_purejaxrl, "rejax-ppo": run_rejax}[args.client]
     result = run(path, args.task, env_kwargs, args.updates)
     from throughput import environment_info
 
+    spec = CLIENTS.get(args.client, REJAX)
     entry = {
         "client": args.client,
-        "source": CLIENTS[args.client]["commit"] + ":" + CLIENTS[args.client]["path"],
-        "file_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
-        "patched_line": {"old": CLIENTS[args.client]["old"], "new": CLIENTS[args.client]["new"]},
+        "source": spec["commit"] + ":" + spec["path"],
+        "file_sha256": hashlib.sha256(path.read_bytes()).hexdigest() if path else None,
+        "patched_line": {"old": spec["old"], "new": spec["new"]} if "old" in spec else None,
         "task": args.task,
         "env_kwargs": {k: list(v) if isinstance(v, tuple) else v for k, v in env_kwargs.items()},
         "updates": args.updates,
