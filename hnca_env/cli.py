@@ -3,7 +3,7 @@
 ``hnca tasks``                 list the registered env ids
 ``hnca info ID``               print an env's card: levels, shapes, params
 ``hnca train [options]``       gradient pool training; with no options, the embedded quick
-                               default (Grow-v0, 32×32 heart, a few minutes on 2 CPU cores)
+                               default (Grow-v0, 24×24 heart, a few minutes on 2 CPU cores)
 ``hnca train --agent ippo|mappo [--task ID] [--config F.yaml] [--set k=v ...]``
                                PPO (agents/ppo.py); defaults per task, a YAML file and
                                ``key=value`` overrides set the PPOConfig
@@ -24,10 +24,10 @@ from typing import Any
 #: The embedded default run of ``hnca train``: a small target that visibly grows on a CPU.
 QUICK = {
     "task": "Grow-v0",
-    "grid": 32,
+    "grid": 24,
     "target": "heart",
-    "target_size": 20,
-    "iterations": 600,
+    "target_size": 16,
+    "iterations": 1200,
     "pool_size": 256,
     "batch_size": 8,
     "min_steps": 32,
@@ -74,6 +74,10 @@ def _atomic_write(path: str, data: bytes) -> None:
         os.fsync(f.fileno())
     os.replace(tmp, path)
 
+
+#: How ``hnca eval`` scores a run by default, and what ``hnca train``'s closing line reports.
+EVAL_WORLDS = 32
+EVAL_SEED = 0
 
 #: Settings a run records in ``config.json`` besides QUICK's (None = the task's default).
 RUN_DEFAULTS = {
@@ -261,7 +265,7 @@ def _cmd_train(args) -> int:
     from agents import artifacts
     from agents.pool import make_pool_trainer
     from hnca_env import render
-    from hnca_env.rollout import rollout
+    from hnca_env.evaluate import evaluate
 
     if args.resume and os.path.exists(os.path.join(args.resume, "config.json")):
         agent = _load_json(os.path.join(args.resume, "config.json")).get("agent", "pool")
@@ -299,15 +303,18 @@ def _cmd_train(args) -> int:
     steps = _horizon(env, env_params, cfg)
     frames = render.rollout_frames(env, act, jax.random.key(1), env_params, steps=steps, scale=4, target=True)
     gif = render.write_gif(np.asarray(frames), os.path.join(out, "rollout.gif"), fps=20)
-    _, final_state, _ = jax.jit(lambda k: rollout(env, act, k, env_params, steps))(jax.random.key(2))
-    final_loss = float(env.loss(final_state, env_params))
+    # the closing numbers are hnca eval's: the task's metrics over EVAL_WORLDS worlds, not one rollout
+    metrics = evaluate(env, act, jax.random.key(EVAL_SEED), env_params, n_worlds=EVAL_WORLDS)
+    episode = int(env_params.max_steps_in_episode)
     # regeneration: grow for the training horizon, cut a disc, roll as long again
     grow = cfg["max_steps"] + (int(env_params.tau_c) if env.has_parent else 0)
     regen = artifacts.write_regen_gif(
         env, act, jax.random.key(3), os.path.join(out, "regen.gif"), env_params, grow, cfg["max_steps"]
     )
     summary = {
-        "final_loss": final_loss,
+        "eval_metrics": metrics,
+        "eval_worlds": EVAL_WORLDS,
+        "eval_steps": episode,
         "rollout_steps": steps,
         "regen_loss": regen,
         "regen_steps": [grow, cfg["max_steps"]],
@@ -317,10 +324,11 @@ def _cmd_train(args) -> int:
     }
     _atomic_write(os.path.join(out, "summary.json"), json.dumps(summary, indent=2).encode())
     artifacts.plot_loss(history, os.path.join(out, "loss.png"), what)
+    shown = ", ".join(f"{k} = {v:.4g}" for k, v in metrics.items())
     print(
-        f"done: loss after {steps} steps from the seed = {final_loss:.4f}; after damage and "
-        f"{cfg['max_steps']} steps of regrowth = {regen['regrown']:.4f}; wrote {out}/"
-        f"{{metrics.jsonl, checkpoints/, params.msgpack, {os.path.basename(gif)}, regen.gif, loss.png}}"
+        f"done: {shown} after {episode} steps from the seed, over {EVAL_WORLDS} worlds (as hnca eval "
+        f"measures it); wrote {out}/"
+        f"{{metrics.jsonl, checkpoints/, params.msgpack, {os.path.basename(gif)}, regen.gif, loss.png, summary.json}}"
     )
     return 0
 
@@ -471,12 +479,12 @@ def _cmd_train_ppo(args, agent: str) -> int:
         jax.random.key(1)
     )
     gif = render.write_gif(np.asarray(frames), os.path.join(out, "rollout.gif"), fps=10)
-    metrics = evaluate_policy(ppo, state.params, jax.random.key(2), n_worlds=32)
+    metrics = evaluate_policy(ppo, state.params, jax.random.key(2), n_worlds=EVAL_WORLDS)
     world_steps = cfg["iterations"] * pc.num_envs * pc.num_steps
     train_seconds = history[-1]["time"] if history else 0.0  # the whole run's, across resumes
     summary = {
         "eval_metrics": metrics,
-        "eval_worlds": 32,
+        "eval_worlds": EVAL_WORLDS,
         "iterations": cfg["iterations"],
         "world_steps": world_steps,
         "train_seconds": train_seconds,
@@ -490,7 +498,7 @@ def _cmd_train_ppo(args, agent: str) -> int:
     artifacts.plot_loss(history, os.path.join(out, "reward.png"), f"{cfg['task']} {agent}", key=reward_key)
     shown = ", ".join(f"{k} = {v:.4g}" for k, v in metrics.items())
     print(
-        f"done: {shown} (deterministic policy, 32 worlds); wrote {out}/"
+        f"done: {shown} (deterministic policy, {EVAL_WORLDS} worlds); wrote {out}/"
         f"{{metrics.jsonl, checkpoints/, params.msgpack, {os.path.basename(gif)}, reward.png, summary.json}}"
     )
     return 0
@@ -595,9 +603,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.set_defaults(func=_cmd_train)
     ev = sub.add_parser("eval", help="the task's metrics of a trained run (writes DIR/eval.json)")
     ev.add_argument("--run", required=True, metavar="DIR", help="a run directory of hnca train")
-    ev.add_argument("--worlds", type=int, default=32, help="worlds averaged over (32)")
+    ev.add_argument("--worlds", type=int, default=EVAL_WORLDS, help=f"worlds averaged over ({EVAL_WORLDS})")
     ev.add_argument("--steps", type=int, help="rollout steps (default: the episode length)")
-    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--seed", type=int, default=EVAL_SEED)
     ev.set_defaults(func=_cmd_eval)
     return parser
 

@@ -78,7 +78,7 @@ def test_hnca_train_resume_equals_uninterrupted(tiny_run, tmp_path, monkeypatch)
     assert rows(out) == rows(tiny_run)  # iteration 2 logged once, numbers identical
     assert (out / "params.msgpack").read_bytes() == (tiny_run / "params.msgpack").read_bytes()
     s_a, s_b = (json.loads((d / "summary.json").read_text()) for d in (tiny_run, out))
-    assert s_a["final_loss"] == s_b["final_loss"] and s_a["regen_loss"] == s_b["regen_loss"]
+    assert s_a["eval_metrics"] == s_b["eval_metrics"] and s_a["regen_loss"] == s_b["regen_loss"]
 
 
 def test_hnca_resume_refuses_new_settings(tiny_run, capsys):
@@ -134,8 +134,8 @@ def test_quick_target_applies_to_the_quick_task_only():
     assert (cfg["task"], cfg["target"], cfg["target_size"], cfg["lr_boundary"]) == (
         "Grow-v0",
         "heart",
-        20,
-        400,
+        16,
+        800,
     )
     cfg = _run_config(
         build_parser().parse_args(["train", "--task", "HNCA-Metamorphosis-v0", "--iterations", "30"])
