@@ -700,6 +700,24 @@ class HNCAEnv(environment.Environment):
             }
         )
 
+    def render(self, state: EnvState, params: EnvParams | None = None, **kwargs: Any) -> Array:
+        """uint8 RGB frame ``(H, W, 3)`` of one world, jittable; what gymnax's Gym bridge
+        (``GymnaxToGymWrapper.render``) calls. ``kwargs``: ``scale``, ``parent_grid``, ``target``
+        (:func:`hnca_env.render.render`); wrapper states (``.env_state``) are unwrapped."""
+        from hnca_env.render import render_frame  # render imports this module
+
+        return render_frame(self, state, params, **kwargs)
+
+    def __getstate__(self) -> dict:
+        # the bound reward is a closure (rewards.bind) that pickle cannot store: rebind on load
+        state = {k: v for k, v in self.__dict__.items() if k != "_reward_fn"}
+        state["_checked_params"] = None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._reward_fn = rewards_lib.bind(self.reward, self)
+
     def __repr__(self) -> str:
         return (
             f"HNCAEnv(name={self._name!r}, grid={self.grid}, channels={self.channels}, "

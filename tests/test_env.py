@@ -299,3 +299,17 @@ def test_frozen_child_rule_parents_learn(key):
     g = jax.grad(loss)(pparams)["parent"]["params"]
     assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(g))
     assert float(jnp.abs(g["out"]["kernel"]).sum()) > 0  # parents' broadcast reaches the colours
+
+
+def test_env_pickles_and_steps_the_same():
+    import pickle
+
+    env, params = hnca_env.make("HNCA-Grow-v0", grid=(8, 8), tau_c=1, reward="team")
+    back = pickle.loads(pickle.dumps(env))
+    key = jax.random.key(0)
+    obs, state = env.reset(key, params)
+    action = {lvl: 0.01 * jnp.ones((*env.grid_shape(lvl), env.action_dim(lvl))) for lvl in env.agent_levels}
+    a = env.step(key, state, action, params)
+    b = back.step(key, back.reset(key, params)[1], action, params)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))

@@ -56,9 +56,6 @@ def test_make_overrides_reach_a_closed_signature_factory():
 # ---------------------------------------------------------------------------- env.render
 
 
-@pytest.mark.skipif(
-    not hasattr(hnca_env.HNCAEnv, "render"), reason="HNCAEnv.render pending (hnca_env/env.py)"
-)
 def test_env_render_is_jittable_uint8_and_found_by_gym(key):
     from hnca_env import render
 
