@@ -283,7 +283,8 @@ def _growing_args(quick: bool) -> list[str]:
                 "--batch-size", "4", "--min-steps", "8", "--max-steps", "12", "--iterations", "4",
                 "--checkpoint-every", "4", "--keep", "10", "--log-every", "1"]  # fmt: skip
     return [*common, "--grid", "40", "--target-size", "24", "--hidden", "128", "--pool-size", "1024",
-            "--batch-size", "8", "--min-steps", "64", "--max-steps", "96", "--iterations", "3000",
+            "--batch-size", "8", "--min-steps", "64", "--max-steps", "96", "--iterations", "2400",
+            "--lr-boundary", "2000",
             "--checkpoint-every", "100", "--keep", "40", "--log-every", "10"]  # fmt: skip
 
 

@@ -576,7 +576,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--min-steps", dest="min_steps", type=int)
     tr.add_argument("--max-steps", dest="max_steps", type=int)
     tr.add_argument("--hidden", type=int, help="hidden width of the cells (parents: 4x)")
-    tr.add_argument("--lr", type=float, help="Adam learning rate (÷10 after 2/3 of the iterations)")
+    tr.add_argument("--lr", type=float, help="Adam learning rate (÷10 after --lr-boundary iterations)")
+    tr.add_argument(
+        "--lr-boundary", dest="lr_boundary", type=int, help="iteration of the ÷10 (default 2/3 of --iterations)"
+    )
     tr.add_argument("--damage", type=int, help="damage the K best samples of each batch (regeneration)")
     tr.add_argument("--reseed", type=int, help="re-seed the K worst samples of each batch (default 1)")
     tr.add_argument(

@@ -141,6 +141,8 @@ def test_quick_target_applies_to_the_quick_task_only():
         build_parser().parse_args(["train", "--task", "HNCA-Metamorphosis-v0", "--iterations", "30"])
     )
     assert cfg["target"] is None and cfg["target_size"] is None and cfg["lr_boundary"] == 20
+    cfg = _run_config(build_parser().parse_args(["train", "--iterations", "30", "--lr-boundary", "7"]))
+    assert cfg["lr_boundary"] == 7
 
 
 def test_hnca_errors_are_clear(capsys):
