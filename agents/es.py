@@ -25,7 +25,7 @@ so :func:`agents.loop.train_loop` runs it with checkpoints and exact resume):
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
@@ -36,6 +36,7 @@ from jax import flatten_util
 
 import hnca_env
 from agents.networks import make_policy
+from agents.settings import load_settings
 from hnca_env import sharding
 from hnca_env.rollout import rollout_worlds
 
@@ -110,6 +111,16 @@ class ESConfig:
                 k: tuple(v) if isinstance(v, list) else v for k, v in dict(d["env_kwargs"]).items()
             }
         return cls(**d)
+
+
+def load_config(
+    task: str | None = None, path: str | None = None, overrides: Sequence[str] | Mapping = ()
+) -> ESConfig:
+    """An ``ESConfig`` from a YAML file, then ``key=value`` overrides (``task`` if neither sets it)."""
+    settings = load_settings(path, overrides, what="ES")
+    if task is not None:
+        settings.setdefault("task", task)
+    return ESConfig.from_dict(settings)
 
 
 class ESState(struct.PyTreeNode):
@@ -208,4 +219,4 @@ def make_es(config: ESConfig):
     return env, env_params, init, iteration, p_apply
 
 
-__all__ = ["ALGORITHMS", "ESConfig", "ESState", "FITNESS", "flatten", "make_es"]
+__all__ = ["ALGORITHMS", "ESConfig", "ESState", "FITNESS", "flatten", "load_config", "make_es"]

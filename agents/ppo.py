@@ -50,6 +50,7 @@ from flax import struct
 
 import hnca_env
 from agents.networks import NCAUpdateRule
+from agents.settings import load_settings, parse_overrides  # noqa: F401 (parse_overrides: public here too)
 from hnca_env import sharding
 from hnca_env.wrappers import LevelLogWrapper
 
@@ -237,26 +238,6 @@ def _tuples(x: Any) -> Any:
     return x
 
 
-def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
-    """``["lr=1e-3", "env_kwargs.grid=[16,16]"]`` -> a nested dict (values parsed as YAML)."""
-    import yaml
-
-    out: dict[str, Any] = {}
-    for item in items:
-        if "=" not in item:
-            raise ValueError(f"override {item!r} is not of the form key=value")
-        key, raw = item.split("=", 1)
-        value = yaml.safe_load(raw)
-        parts = key.strip().split(".")
-        d = out
-        for p in parts[:-1]:
-            d = d.setdefault(p, {})
-            if not isinstance(d, dict):
-                raise ValueError(f"override {item!r}: {p!r} is not a group of settings")
-        d[parts[-1]] = value
-    return out
-
-
 def load_config(
     task: str | None = None, path: str | None = None, overrides: Sequence[str] | Mapping = ()
 ) -> PPOConfig:
@@ -264,27 +245,7 @@ def load_config(
 
     A file that is missing, unreadable or not YAML raises ``ValueError`` naming it.
     """
-    import yaml
-
-    settings: dict[str, Any] = {}
-    if path is not None:
-        try:
-            with open(path) as f:
-                loaded = yaml.safe_load(f) or {}
-        except OSError as e:
-            raise ValueError(f"PPO config file {path}: {(e.strerror or str(e)).lower()}") from e
-        except yaml.YAMLError as e:
-            where = getattr(e, "problem_mark", None)
-            at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
-            problem = getattr(e, "problem", None) or str(e)
-            raise ValueError(f"PPO config file {path} is not valid YAML{at}: {problem}") from e
-        if not isinstance(loaded, Mapping):
-            raise ValueError(f"{path}: a PPO config file must be a mapping of settings")
-        settings.update(loaded)
-    more = dict(overrides) if isinstance(overrides, Mapping) else parse_overrides(overrides)
-    if "env_kwargs" in more and "env_kwargs" in settings:
-        more["env_kwargs"] = {**settings["env_kwargs"], **more["env_kwargs"]}
-    settings.update(more)
+    settings = load_settings(path, overrides, what="PPO")
     task = settings.pop("task", None) or task or PPOConfig.task
     return PPOConfig.for_task(task, **settings)
 

@@ -7,6 +7,8 @@
 ``hnca train --agent ippo|mappo [--task ID] [--config F.yaml] [--set k=v ...]``
                                PPO (agents/ppo.py); defaults per task, a YAML file and
                                ``key=value`` overrides set the PPOConfig
+``hnca train --agent es [--task ID] [--config F.yaml] [--set k=v ...]``
+                               evolution strategies (agents/es.py, evosax)
 ``hnca train --resume DIR``    continue a run from its newest complete checkpoint
 ``hnca eval --run DIR``        the task's success metrics of a run's trained policy
 """
@@ -275,6 +277,8 @@ def _cmd_train(args) -> int:
         agent = args.agent or "pool"
     if agent in PPO_AGENTS:
         return _cmd_train_ppo(args, agent)
+    if agent == "es":
+        return _cmd_train_es(args)
     if args.config or args.set:
         raise ValueError("--config and --set configure PPO runs (--agent ippo|mappo)")
     cfg = _run_config(args)
@@ -516,6 +520,120 @@ def _cmd_eval_ppo(args, cfg: dict[str, Any]) -> int:
     return _write_eval(args, cfg, source, steps, metrics)
 
 
+#: Options of ``hnca train`` that set ES settings directly (others: --config / --set).
+ES_OPTIONS = {"grid": ("grid", True), "target": ("target", True), "target_size": ("target_size", True),
+              "tau_c": ("tau_c", True), "lr": ("lr", False)}  # fmt: skip
+
+
+def _es_run_config(args) -> dict[str, Any]:
+    """An ES run's record: ``{"agent": "es", "es": ESConfig.to_dict(), "iterations", ...}``."""
+    from agents.es import load_config
+
+    given = {k: v for k, v in vars(args).items() if v is not None and k not in ("func", "command")}
+    bad = sorted(k for k in given if k in POOL_ONLY or k == "hidden")
+    if bad:
+        raise ValueError(
+            f"{', '.join('--' + k.replace('_', '-') for k in bad)} do not set --agent es "
+            "(ES settings: --config FILE or --set key=value, e.g. --set hidden.cell=32)"
+        )
+    if args.resume:
+        fixed = sorted(k for k in given if k not in RESUME_MAY_CHANGE and k not in ("resume", "out", "agent"))
+        return _resumed_config(os.path.join(args.resume, "config.json"), given, fixed)
+    overrides = list(args.set or [])
+    for opt, (name, in_env) in ES_OPTIONS.items():
+        if opt in given:
+            v = [given[opt]] * 2 if opt == "grid" else given[opt]
+            overrides.append(f"{'env_kwargs.' if in_env else ''}{name}={json.dumps(v)}")
+    es_cfg = load_config(args.task, args.config, overrides)
+    iterations = given.get("iterations", 100)
+    if iterations < 1:
+        raise ValueError(f"--iterations must be >= 1, got {iterations}")
+    return {
+        "agent": "es",
+        "task": es_cfg.task,
+        "es": es_cfg.to_dict(),
+        "iterations": iterations,
+        "seed": given.get("seed", 0),
+        "checkpoint_every": given.get("checkpoint_every", 20),
+        "keep": given.get("keep", RUN_DEFAULTS["keep"]),
+        "log_every": given.get("log_every", 1),
+    }
+
+
+def _build_es(cfg: dict[str, Any]):
+    from agents.es import ESConfig, make_es
+
+    return make_es(ESConfig.from_dict(cfg["es"]))
+
+
+def _cmd_train_es(args) -> int:
+    import jax
+    import numpy as np
+    from flax import serialization
+
+    from agents import artifacts
+    from hnca_env import render
+    from hnca_env.evaluate import evaluate, policy_from_apply
+
+    cfg = _es_run_config(args)
+    out = args.resume or args.out
+    env, env_params, init, iteration, apply = _build_es(cfg)
+    os.makedirs(out, exist_ok=True)
+    _atomic_write(os.path.join(out, "config.json"), json.dumps(cfg, indent=2).encode())
+    es = cfg["es"]
+    print(
+        f"{'resuming' if args.resume else 'training'} {cfg['task']} with ES ({es['algorithm']}, population "
+        f"{es['population']} x {es['worlds']} worlds, fitness {es['fitness']}) on {env.grid[0]}x{env.grid[1]} "
+        f"({jax.default_backend()}): {cfg['iterations']} generations -> {out}"
+    )
+    t0 = time.perf_counter()
+    ran = _run_loop(init, iteration, cfg, args, out, "es")
+    if ran is None:
+        return 130
+    state, history = ran
+    _atomic_write(os.path.join(out, "params.msgpack"), serialization.to_bytes(state.params))
+    act = policy_from_apply(apply, state.params)
+    episode = int(env_params.max_steps_in_episode)
+    frames = render.rollout_frames(
+        env, act, jax.random.key(1), env_params, steps=episode, scale=4, target=True
+    )
+    gif = render.write_gif(np.asarray(frames), os.path.join(out, "rollout.gif"), fps=20)
+    metrics = evaluate(env, act, jax.random.key(EVAL_SEED), env_params, n_worlds=EVAL_WORLDS)
+    summary = {
+        "eval_metrics": metrics,
+        "eval_worlds": EVAL_WORLDS,
+        "eval_steps": episode,
+        "iterations": cfg["iterations"],
+        "world_steps": cfg["iterations"] * es["population"] * es["worlds"] * (es["steps"] or episode),
+        "train_seconds": history[-1]["time"] if history else 0.0,
+        "seconds_this_invocation": round(time.perf_counter() - t0, 1),
+    }
+    _atomic_write(os.path.join(out, "summary.json"), json.dumps(summary, indent=2).encode())
+    artifacts.plot_loss(history, os.path.join(out, "loss.png"), f"{cfg['task']} es")
+    shown = ", ".join(f"{k} = {v:.4g}" for k, v in metrics.items())
+    print(
+        f"done: {shown} after {episode} steps, over {EVAL_WORLDS} worlds (the mean of the search "
+        f"distribution); wrote {out}/{{metrics.jsonl, checkpoints/, params.msgpack, "
+        f"{os.path.basename(gif)}, loss.png, summary.json}}"
+    )
+    return 0
+
+
+def _cmd_eval_es(args, cfg: dict[str, Any]) -> int:
+    import jax
+
+    from hnca_env.evaluate import evaluate, policy_from_apply
+
+    env, env_params, init, _, apply = _build_es(cfg)
+    params, source = _load_run_params(args.run, init)
+    metrics = evaluate(
+        env, policy_from_apply(apply, params), jax.random.key(args.seed), env_params, n_worlds=args.worlds,
+        steps=args.steps,
+    )  # fmt: skip
+    steps = args.steps if args.steps is not None else int(env_params.max_steps_in_episode)
+    return _write_eval(args, cfg, source, steps, metrics)
+
+
 def _cmd_eval(args) -> int:
     import jax
 
@@ -528,6 +646,8 @@ def _cmd_eval(args) -> int:
     cfg = _load_json(path)
     if cfg.get("agent") in PPO_AGENTS:
         return _cmd_eval_ppo(args, cfg)
+    if cfg.get("agent") == "es":
+        return _cmd_eval_es(args, cfg)
     env, env_params, pool_cfg, (_, p_apply) = _build_run(cfg)
     init, _, _ = make_pool_trainer(env, env_params, pool_cfg)
     params, source = _load_run_params(args.run, init)
@@ -550,10 +670,11 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--task", help=f"env id (default {QUICK['task']})")
     tr.add_argument(
         "--agent",
-        choices=("pool", *PPO_AGENTS),
-        help="training method: pool (gradient, default), ippo or mappo (PPO; default task Density-v0)",
+        choices=("pool", *PPO_AGENTS, "es"),
+        help="training method: pool (gradient, default), ippo or mappo (PPO; default task Density-v0), "
+        "es (evolution strategies, agents/es.py)",
     )
-    tr.add_argument("--config", metavar="FILE", help="PPO: a YAML file of PPOConfig settings")
+    tr.add_argument("--config", metavar="FILE", help="PPO / ES: a YAML file of PPOConfig / ESConfig settings")
     tr.add_argument(
         "--set",
         action="append",
@@ -578,7 +699,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--hidden", type=int, help="hidden width of the cells (parents: 4x)")
     tr.add_argument("--lr", type=float, help="Adam learning rate (÷10 after --lr-boundary iterations)")
     tr.add_argument(
-        "--lr-boundary", dest="lr_boundary", type=int, help="iteration of the ÷10 (default 2/3 of --iterations)"
+        "--lr-boundary",
+        dest="lr_boundary",
+        type=int,
+        help="iteration of the ÷10 (default 2/3 of --iterations)",
     )
     tr.add_argument("--damage", type=int, help="damage the K best samples of each batch (regeneration)")
     tr.add_argument("--reseed", type=int, help="re-seed the K worst samples of each batch (default 1)")

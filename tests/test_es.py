@@ -85,3 +85,53 @@ def test_config_round_trip():
     assert ESConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError, match="unknown ESConfig"):
         ESConfig.from_dict({"populaton": 8})
+
+
+ES_TINY_CLI = [
+    "--task", "Grow-v0", "--grid", "10", "--set", "env_kwargs.target=disc", "--set", "env_kwargs.target_size=6",
+    "--set", "population=4", "--set", "worlds=1", "--set", "steps=4", "--set", "hidden.cell=4",
+    "--set", "env_kwargs.max_steps_in_episode=6",
+]  # fmt: skip
+
+
+def test_hnca_train_es_resume_equals_uninterrupted_and_eval(tmp_path, monkeypatch, capsys):
+    """``hnca train --agent es``: outputs, an exact resume after an interruption, ``hnca eval``."""
+    from agents import loop
+    from agents.loop import read_metrics
+    from hnca_env.cli import main
+
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    common = ["train", "--agent", "es", "--iterations", "4", "--checkpoint-every", "2", "--log-every", "1"]
+    assert main([*common, "--out", str(full), *ES_TINY_CLI]) == 0
+    for name in ("config.json", "metrics.jsonl", "params.msgpack", "rollout.gif", "summary.json", "loss.png"):
+        assert (full / name).exists(), name
+    rows = read_metrics(full / "metrics.jsonl")
+    real = loop.train_loop
+
+    def interrupted(init, iteration, *a, **kw):  # Ctrl-C during the third generation
+        calls = {"n": 0}
+
+        def it(state):
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise KeyboardInterrupt
+            return iteration(state)
+
+        return real(init, it, *a, **kw)
+
+    monkeypatch.setattr(loop, "train_loop", interrupted)
+    assert main([*common, "--out", str(cut), *ES_TINY_CLI]) == 130
+    monkeypatch.setattr(loop, "train_loop", real)
+    assert main(["train", "--resume", str(cut)]) == 0
+    resumed = read_metrics(cut / "metrics.jsonl")
+    assert [r["iteration"] for r in resumed] == [r["iteration"] for r in rows] == [0, 1, 2, 3]
+    assert [{k: v for k, v in r.items() if k != "time"} for r in resumed] == [
+        {k: v for k, v in r.items() if k != "time"} for r in rows
+    ]
+    assert (cut / "params.msgpack").read_bytes() == (full / "params.msgpack").read_bytes()
+    assert main(["train", "--resume", str(cut), "--set", "lr=1"]) == 2
+    assert main(["train", "--agent", "es", "--hidden", "8", "--out", str(tmp_path / "x")]) == 2
+    capsys.readouterr()
+    assert main(["eval", "--run", str(full), "--worlds", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "mse" in out and "es" in out

@@ -1,0 +1,61 @@
+"""Trainer settings from YAML files and ``key=value`` overrides (``hnca train --config/--set``).
+
+Shared by the config objects of the trainers (``agents.ppo.PPOConfig``, ``agents.es.ESConfig``):
+a YAML mapping of settings, then overrides such as ``lr=1e-3`` or ``env_kwargs.grid=[16,16]``
+(values parsed as YAML), merged with ``env_kwargs`` combined key by key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """``["lr=1e-3", "env_kwargs.grid=[16,16]"]`` -> a nested dict (values parsed as YAML)."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} is not of the form key=value")
+        key, raw = item.split("=", 1)
+        value = yaml.safe_load(raw)
+        parts = key.strip().split(".")
+        d = out
+        for p in parts[:-1]:
+            d = d.setdefault(p, {})
+            if not isinstance(d, dict):
+                raise ValueError(f"override {item!r}: {p!r} is not a group of settings")
+        d[parts[-1]] = value
+    return out
+
+
+def load_settings(path: str | None, overrides: Sequence[str] | Mapping = (), what: str = "trainer") -> dict:
+    """The settings of a YAML file (``None``: none) with ``overrides`` applied on top.
+
+    A file that is missing, unreadable or not YAML raises ``ValueError`` naming it (``what``
+    says whose config it is: ``"PPO config file runs/x.yaml: no such file or directory"``).
+    """
+    import yaml
+
+    settings: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with open(path) as f:
+                loaded = yaml.safe_load(f) or {}
+        except OSError as e:
+            raise ValueError(f"{what} config file {path}: {(e.strerror or str(e)).lower()}") from e
+        except yaml.YAMLError as e:
+            where = getattr(e, "problem_mark", None)
+            at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+            problem = getattr(e, "problem", None) or str(e)
+            raise ValueError(f"{what} config file {path} is not valid YAML{at}: {problem}") from e
+        if not isinstance(loaded, Mapping):
+            raise ValueError(f"{path}: a {what} config file must be a mapping of settings")
+        settings.update(loaded)
+    more = dict(overrides) if isinstance(overrides, Mapping) else parse_overrides(overrides)
+    if "env_kwargs" in more and "env_kwargs" in settings:
+        more["env_kwargs"] = {**settings["env_kwargs"], **more["env_kwargs"]}
+    settings.update(more)
+    return settings
