@@ -135,3 +135,16 @@ def test_hnca_train_es_resume_equals_uninterrupted_and_eval(tmp_path, monkeypatc
     assert main(["eval", "--run", str(full), "--worlds", "2"]) == 0
     out = capsys.readouterr().out
     assert "mse" in out and "es" in out
+
+
+def test_docs_es_blocks_run():
+    import pathlib
+    import re
+
+    text = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "es.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert blocks
+    for block in blocks:
+        scope = {}
+        exec(compile(block, "docs/es.md", "exec"), scope)
+    assert int(scope["state"].iteration) == 5 and np.isfinite(float(scope["metrics"]["loss"]))
