@@ -372,29 +372,43 @@ def _ppo_run_config(args, agent: str) -> dict[str, Any]:
         ppo_cfg = PPOConfig.from_dict(cfg["ppo"])  # still valid; the schedule spans the run
         cfg["ppo"]["total_timesteps"] = cfg["iterations"] * ppo_cfg.num_envs * ppo_cfg.num_steps
         return cfg
-    overrides = list(args.set or [])
-    for opt, (name, in_env) in PPO_OPTIONS.items():
-        if opt in given:
-            v = given[opt]
-            if opt == "grid":
-                v = [v, v]
-            overrides.append(f"{'env_kwargs.' if in_env else ''}{name}={json.dumps(v)}")
-    overrides.append(f"algo={agent}")
+    overrides = [*(args.set or []), *_option_overrides(given, PPO_OPTIONS), f"algo={agent}"]
     ppo_cfg = load_config(args.task, args.config, overrides)
-    iterations = given.get("iterations", ppo_cfg.num_updates)
-    if iterations < 1:
-        raise ValueError(f"--iterations must be >= 1, got {iterations}")
+    iterations = _iterations(given, ppo_cfg.num_updates)
     # the learning rate anneals over the run: its length in updates is --iterations
     ppo_cfg = ppo_cfg.replace(total_timesteps=iterations * ppo_cfg.num_envs * ppo_cfg.num_steps)
+    return _agent_record(agent, ppo_cfg.task, "ppo", ppo_cfg.to_dict(), iterations, given, 50, 5)
+
+
+def _option_overrides(given: dict[str, Any], options: dict[str, tuple[str, bool]]) -> list[str]:
+    """``key=value`` overrides of a trainer config from the ``hnca train`` options given
+    (``options``: option -> (setting, inside env_kwargs?); ``--grid N`` is ``[N, N]``)."""
+    out = []
+    for opt, (name, in_env) in options.items():
+        if opt in given:
+            v = [given[opt]] * 2 if opt == "grid" else given[opt]
+            out.append(f"{'env_kwargs.' if in_env else ''}{name}={json.dumps(v)}")
+    return out
+
+
+def _iterations(given: dict[str, Any], default: int) -> int:
+    iterations = given.get("iterations", default)
+    if iterations < 1:
+        raise ValueError(f"--iterations must be >= 1, got {iterations}")
+    return iterations
+
+
+def _agent_record(agent, task, section, settings, iterations, given, checkpoint_every, log_every) -> dict:
+    """What a PPO or ES run records in config.json: its trainer settings under ``section``."""
     return {
         "agent": agent,
-        "task": ppo_cfg.task,
-        "ppo": ppo_cfg.to_dict(),
+        "task": task,
+        section: settings,
         "iterations": iterations,
         "seed": given.get("seed", 0),
-        "checkpoint_every": given.get("checkpoint_every", 50),
+        "checkpoint_every": given.get("checkpoint_every", checkpoint_every),
         "keep": given.get("keep", RUN_DEFAULTS["keep"]),
-        "log_every": given.get("log_every", 5),
+        "log_every": given.get("log_every", log_every),
     }
 
 
@@ -539,25 +553,8 @@ def _es_run_config(args) -> dict[str, Any]:
     if args.resume:
         fixed = sorted(k for k in given if k not in RESUME_MAY_CHANGE and k not in ("resume", "out", "agent"))
         return _resumed_config(os.path.join(args.resume, "config.json"), given, fixed)
-    overrides = list(args.set or [])
-    for opt, (name, in_env) in ES_OPTIONS.items():
-        if opt in given:
-            v = [given[opt]] * 2 if opt == "grid" else given[opt]
-            overrides.append(f"{'env_kwargs.' if in_env else ''}{name}={json.dumps(v)}")
-    es_cfg = load_config(args.task, args.config, overrides)
-    iterations = given.get("iterations", 100)
-    if iterations < 1:
-        raise ValueError(f"--iterations must be >= 1, got {iterations}")
-    return {
-        "agent": "es",
-        "task": es_cfg.task,
-        "es": es_cfg.to_dict(),
-        "iterations": iterations,
-        "seed": given.get("seed", 0),
-        "checkpoint_every": given.get("checkpoint_every", 20),
-        "keep": given.get("keep", RUN_DEFAULTS["keep"]),
-        "log_every": given.get("log_every", 1),
-    }
+    es_cfg = load_config(args.task, args.config, [*(args.set or []), *_option_overrides(given, ES_OPTIONS)])
+    return _agent_record("es", es_cfg.task, "es", es_cfg.to_dict(), _iterations(given, 100), given, 20, 1)
 
 
 def _build_es(cfg: dict[str, Any]):
