@@ -465,8 +465,11 @@ NOTES = {
         "pool 256, batch 8, 32–48 steps, hidden 64, 1,200 iterations); `--iterations 1200` above is "
         "that default spelled out. The old default (32×32, 20×20 heart, 600 iterations) scored "
         "0.0126 over 32 worlds: no better than the same-area disc. The training time above was "
-        "measured on 2 cores shared with other jobs (load ≈ 5); the README's first command from a "
-        "fresh clone is timed in the closing note of this release and below when measured."
+        "measured on 2 cores shared with other jobs (load ≈ 5). The README's first command "
+        "(`python -m pip install . && hnca train --out runs/quickstart`) from a fresh clone in a "
+        "fresh virtualenv, on the same 2-core machine otherwise idle (load 0.6 at the start), took "
+        "**244 s including the install** (bar: 6 minutes; training ran at 6 iterations/s) and printed "
+        "`mse = 0.002073 after 96 steps from the seed, over 32 worlds`, the same number as above."
     ),
     "growing": (
         "Growing NCA's recipe at 40×40 with a 24 px heart: pool 1024, batch 8, the worst sample "

@@ -180,3 +180,12 @@ def test_readme_commands_match_ci():
 def test_every_registered_id_builds(env_id):
     env, params = hnca_env.make(env_id)
     env.check_params(params)
+
+
+def test_train_summary_is_what_hnca_eval_measures(tiny_run):
+    from hnca_env.cli import main
+
+    assert main(["eval", "--run", str(tiny_run)]) == 0
+    evaluated = json.loads((tiny_run / "eval.json").read_text())["metrics"]
+    summary = json.loads((tiny_run / "summary.json").read_text())
+    assert summary["eval_metrics"] == evaluated and summary["eval_worlds"] == 32
