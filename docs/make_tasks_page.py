@@ -82,7 +82,12 @@ def _baselines() -> str:
         answers = [r for r in data["results"] if r["task"] == task and r.get("kind") == "answer"]
         for m in (rnd or zero)["headline"]:
             cells = [f"{p['metrics'][m]:.4g} ± {p['interval95'][m]:.2g}" if p else "" for p in (rnd, zero)]
-            shown = "; ".join(f"{a['policy']}: {a['metrics'][m]:.4g}" for a in answers if m in a["metrics"])
+            # a static image has no "after damage" (NaN): only metrics it can be scored on
+            shown = "; ".join(
+                f"{a['policy']}: {a['metrics'][m]:.4g}"
+                for a in answers
+                if m in a["metrics"] and a["metrics"][m] is not None and np.isfinite(a["metrics"][m])
+            )
             rows.append(f"| {task} | {m} | {cells[0]} | {cells[1]} | {shown} |")
     worlds = data["config"]["worlds"]
     return (
