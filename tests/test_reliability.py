@@ -119,6 +119,16 @@ def test_ctrl_c_during_a_checkpoint_write_keeps_max_to_keep(tmp_path, monkeypatc
         return real(self, steps)
 
     monkeypatch.setattr(deleter.StandardCheckpointDeleter, "delete_steps", delete_steps)
+    # Python's own Ctrl-C handler, as `hnca train` runs with: in one full fresh-venv run an
+    # earlier test left another SIGINT handler installed and no KeyboardInterrupt came
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _interrupt_during_deletion(tmp_path, sent)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _interrupt_during_deletion(tmp_path, sent):
     init = lambda key: Carry(jnp.zeros(3), jnp.zeros((), jnp.int32))  # noqa: E731
     step = jax.jit(lambda s: (s.replace(params=s.params + 1, iteration=s.iteration + 1), {}))
     with pytest.raises(KeyboardInterrupt):
