@@ -26,8 +26,17 @@ Array = jax.Array
 
 
 def child_problem(env_id: str, **overrides: Any):
-    """The child-only problem of an H-NCA task: ``make(env_id, parent=False, **overrides)``."""
-    return hnca_env.make(env_id, parent=False, **overrides)
+    """The child-only problem of an H-NCA task: ``make(env_id, parent=False, **overrides)``.
+
+    A task whose child is pretrained on a target of its own (``env.child_target``, e.g.
+    pattern A of ``HNCA-Metamorphosis-Motifs-v0``) gets that target unless ``target`` is given.
+    """
+    env, params = hnca_env.make(env_id, parent=False, **overrides)
+    child_target = getattr(env, "child_target", None)
+    if child_target is not None and overrides.get("target") is None:
+        overrides = {k: v for k, v in overrides.items() if k != "target_size"}
+        env, params = hnca_env.make(env_id, parent=False, **overrides, target=child_target)
+    return env, params
 
 
 def child_network(child_params: dict) -> NCAUpdateRule:

@@ -86,6 +86,11 @@ class Experiment:
     gifs: Callable[[dict, Any, Path], list[str]]
     bars: tuple[Bar, ...]
     eval_worlds: int = 32
+    #: two-stage experiments: the ``hnca train`` options of stage 1 (``--stage child``);
+    #: ``train_args`` are then stage 2's (``--stage parent``), given ``--init-child``
+    child_args: Callable[[bool], list[str]] | None = None
+    #: two-stage experiments: ``(cfg of the child run, child params, key, worlds) -> metrics``
+    child_score: Callable[[dict, Any, Any, int], dict[str, float]] | None = None
 
 
 # ------------------------------------------------------------------------------ running a run
@@ -95,9 +100,8 @@ def _cli(argv: list[str]) -> int:
     return main(argv)
 
 
-def train(exp: Experiment, run: Path, quick: bool) -> dict:
-    """Train (or resume, or find finished) the experiment's run; returns its config.json."""
-    args = exp.train_args(quick)
+def _train_one(args: list[str], run: Path) -> dict:
+    """``hnca train ARGS --out RUN`` (or resume it, or find it finished); returns its config.json."""
     cfg_path = run / "config.json"
     iterations = int(args[args.index("--iterations") + 1])
     if cfg_path.exists():
@@ -113,6 +117,17 @@ def train(exp: Experiment, run: Path, quick: bool) -> dict:
         if rc:
             raise SystemExit(f"hnca train failed ({rc})")
     return json.loads(cfg_path.read_text())
+
+
+def train(exp: Experiment, run: Path, quick: bool) -> tuple[dict, Path]:
+    """Train (or resume, or find finished) the experiment's run(s); returns the scored run's
+    config.json and directory. A two-stage experiment trains ``run/child`` first, then
+    ``run/parent`` from it (``--stage parent --init-child run/child``), and scores the parent."""
+    if exp.child_args is None:
+        return _train_one(exp.train_args(quick), run), run
+    _train_one(exp.child_args(quick), run / "child")
+    parent = run / "parent"
+    return _train_one([*exp.train_args(quick), "--init-child", str(run / "child")], parent), parent
 
 
 def pool_policy(cfg: dict, params: Any):
@@ -288,6 +303,101 @@ def _growing_args(quick: bool) -> list[str]:
             "--checkpoint-every", "100", "--keep", "40", "--log-every", "10"]  # fmt: skip
 
 
+# ------------------------------------------------------------------------------ metamorphosis
+MOTIFS = "HNCA-Metamorphosis-Motifs-v0"
+
+
+def _run_env(cfg: dict):
+    """The env, env params and policy ``apply`` a run trained on (its own ``_build_run``)."""
+    from hnca_env.cli import _build_run
+
+    env, env_params, _, (_, apply) = _build_run(cfg)
+    return env, env_params, apply
+
+
+def _with_nmse(metrics: dict[str, float], target) -> dict[str, float]:
+    return {**metrics, "nmse": baselines.normalised_mse(metrics["mse"], np.asarray(target)[..., :3])}
+
+
+def _metamorphosis_score(cfg: dict, key, n_worlds: int):
+    """The parent stage's env (child frozen) over its whole episode: MSE and normalised MSE to B."""
+    env, env_params, apply = _run_env(cfg)
+    score = _scorer(env, env_params, apply, key, n_worlds)
+    return lambda p: _with_nmse(score(p), env_params.target)
+
+
+def _pattern_a(cfg: dict):
+    env, _, _ = _run_env(cfg)
+    return getattr(env, "motif_a", None)
+
+
+def _metamorphosis_baselines(cfg: dict, key, n_worlds: int):
+    """A itself (the children never change) and B's mean colour everywhere, scored on the
+    parent stage's env by the same metric code."""
+    env, env_params, _ = _run_env(cfg)
+    a = _pattern_a(cfg)
+    if a is None:  # the circles -> rings pair: A is the children's start state
+        a = np.asarray(env_params.seed_state)[..., :3]
+    rows = {}
+    for name, answer in (("A itself", baselines.image_answer(a)), ("mean colour of B", baselines.mean_colour_answer)):
+        rows[name] = _with_nmse(baselines.evaluate_answer(env, answer, key, env_params, n_worlds=n_worlds),
+                                env_params.target)  # fmt: skip
+    return rows
+
+
+def _metamorphosis_child_score(child_cfg: dict, child_params, key, n_worlds: int) -> dict[str, dict[str, float]]:
+    """Stage 1: the child growing A from the fixed noise seed, beside do-nothing and A's mean colour."""
+    env, env_params, apply = _run_env(child_cfg)
+    score = _scorer(env, env_params, apply, key, n_worlds)
+    rows = {"child (trained)": _with_nmse(score(child_params), env_params.target)}
+    rows["do-nothing"] = _with_nmse(score(_zero_output(child_params)), env_params.target)
+    rows["mean colour of A"] = _with_nmse(
+        baselines.evaluate_answer(env, baselines.mean_colour_answer, key, env_params, n_worlds=n_worlds),
+        env_params.target,
+    )
+    return rows
+
+
+def _metamorphosis_gifs(cfg: dict, params, out: Path) -> list[str]:
+    env, env_params, _ = _run_env(cfg)
+    name = "metamorphosis" if cfg["task"] == MOTIFS else "metamorphosis_rings"
+    steps = int(env_params.max_steps_in_episode)
+    return [_gif(env, pool_policy(cfg, params), env_params, steps, out / f"{name}.gif", scale=2)]
+
+
+def _motifs_child_args(quick: bool) -> list[str]:
+    common = ["--task", MOTIFS, "--stage", "child", "--reseed", "1", "--lr", "1e-3"]
+    if quick:
+        return [*common, "--grid", "16", "--hidden", "8", "--pool-size", "8", "--batch-size", "2",
+                "--min-steps", "4", "--max-steps", "6", "--tau-c", "4", "--iterations", "2",
+                "--checkpoint-every", "2", "--log-every", "1"]  # fmt: skip
+    return [*common, "--grid", "64", "--hidden", "64", "--pool-size", "1024", "--batch-size", "4",
+            "--min-steps", "32", "--max-steps", "96", "--iterations", "1200", "--lr-boundary", "1000",
+            "--checkpoint-every", "100", "--keep", "40", "--log-every", "10"]  # fmt: skip
+
+
+def _motifs_parent_args(quick: bool) -> list[str]:
+    common = ["--task", MOTIFS, "--stage", "parent", "--reseed", "1", "--lr", "1e-3"]
+    if quick:
+        return [*common, "--grid", "16", "--hidden", "8", "--pool-size", "8", "--batch-size", "2",
+                "--min-steps", "2", "--max-steps", "4", "--tau-c", "4", "--iterations", "2",
+                "--checkpoint-every", "2", "--log-every", "1"]  # fmt: skip
+    return [*common, "--grid", "64", "--hidden", "64", "--pool-size", "256", "--batch-size", "4",
+            "--min-steps", "20", "--max-steps", "60", "--iterations", "1200", "--lr-boundary", "1000",
+            "--checkpoint-every", "100", "--keep", "40", "--log-every", "10"]  # fmt: skip
+
+
+def _rings_args(quick: bool) -> list[str]:
+    common = ["--task", "HNCA-Metamorphosis-v0", "--reseed", "1", "--lr", "1e-3"]
+    if quick:
+        return [*common, "--grid", "16", "--hidden", "8", "--pool-size", "8", "--batch-size", "2",
+                "--min-steps", "2", "--max-steps", "4", "--iterations", "2",
+                "--checkpoint-every", "2", "--log-every", "1"]  # fmt: skip
+    return [*common, "--grid", "64", "--hidden", "64", "--pool-size", "256", "--batch-size", "4",
+            "--min-steps", "32", "--max-steps", "64", "--iterations", "1200", "--lr-boundary", "1000",
+            "--checkpoint-every", "100", "--keep", "40", "--log-every", "10"]  # fmt: skip
+
+
 EXPERIMENTS: dict[str, Experiment] = {
     "main": Experiment(
         name="main",
@@ -313,6 +423,30 @@ EXPERIMENTS: dict[str, Experiment] = {
         ),
         eval_worlds=64,
     ),
+    "metamorphosis": Experiment(
+        name="metamorphosis",
+        reference="H-NCA Metamorphosis (Pande & Grattarola, ALIFE 2023): coordinators turn the child's "
+        "pattern A into B, B made of A's own motifs rearranged (reference: normalised MSE 0.07-0.26, "
+        "final training losses)",
+        train_args=_motifs_parent_args,
+        child_args=_motifs_child_args,
+        child_score=_metamorphosis_child_score,
+        score=_metamorphosis_score,
+        baselines=_metamorphosis_baselines,
+        gifs=_metamorphosis_gifs,
+        bars=(Bar("metamorphosis", "nmse", limit=0.5, goal=0.26),),
+        eval_worlds=16,
+    ),
+    "metamorphosis-rings": Experiment(
+        name="metamorphosis-rings",
+        reference="HNCA-Metamorphosis-v0's circles -> rings pair (not the reference's: B shares no motif with A)",
+        train_args=_rings_args,
+        score=_metamorphosis_score,
+        baselines=_metamorphosis_baselines,
+        gifs=_metamorphosis_gifs,
+        bars=(Bar("metamorphosis", "nmse", limit=0.6),),
+        eval_worlds=16,
+    ),
 }
 
 
@@ -335,7 +469,7 @@ def _plot(curve: list[dict], exp: Experiment, path: Path) -> str | None:
                 ax.axhline(b.limit, ls="--", c="grey", lw=0.8)
         ax.set_yscale("log")
         ax.set_xlabel("iteration" if x == "iteration" else "training wall-clock (s)")
-        ax.set_ylabel("MSE")
+        ax.set_ylabel("normalised MSE" if metrics == ["nmse"] else "MSE")
     axes[0].legend(fontsize=7)
     fig.suptitle(f"reproduce {exp.name}: evaluation over {exp.eval_worlds} worlds per checkpoint", fontsize=9)
     fig.tight_layout()
@@ -355,7 +489,7 @@ def run_experiment(name: str, runs: Path, quick: bool = False, results: Path | N
     docs.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()
     t0 = time.perf_counter()
-    cfg = train(exp, run, quick)
+    cfg, run = train(exp, run, quick)
     wall_train = time.perf_counter() - t0
     n = 2 if quick else exp.eval_worlds
     key = jax.random.key(EVAL_SEED)
@@ -389,6 +523,19 @@ def run_experiment(name: str, runs: Path, quick: bool = False, results: Path | N
     gifs = [os.path.relpath(p, ROOT) for p in exp.gifs(cfg, final_params, docs)]
     plot = _plot(curve, exp, docs / f"{name}_curve.png")
     summary = json.loads((run / "summary.json").read_text())
+    child = None
+    if exp.child_args is not None:
+        child_run = run.parent / "child"
+        child_cfg = json.loads((child_run / "config.json").read_text())
+        with open(child_run / "params.msgpack", "rb") as f:
+            child_params = serialization.from_bytes(carry_template(child_cfg).params, f.read())
+        child = {
+            "train_command": "hnca train " + " ".join(exp.child_args(quick)),
+            "config": child_cfg,
+            "iterations": child_cfg["iterations"],
+            "train_seconds": json.loads((child_run / "summary.json").read_text()).get("train_seconds"),
+            "scores": exp.child_score(child_cfg, child_params, key, n),
+        }
     record = {
         "experiment": name,
         "reference": exp.reference,
@@ -412,6 +559,7 @@ def run_experiment(name: str, runs: Path, quick: bool = False, results: Path | N
         "curve": curve,
         "gifs": gifs,
         "plot": None if plot is None else os.path.relpath(plot, ROOT),
+        "child_stage": child,
     }
     path = results / f"reproduce_{name}.json"
     tmp = path.with_suffix(".json.tmp")

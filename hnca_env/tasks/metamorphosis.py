@@ -276,18 +276,24 @@ def metamorphosis(
 def metamorphosis_motifs(
     grid: tuple[int, int] = (64, 64), pair: str = "dots-rosettes", pattern_seed: int = 0, **kwargs: Any
 ) -> HNCAEnv:
-    """The reference's experiment: children grow A from noise for τ_c steps, then the
+    """The reference's experiment: children grow A from a fixed noise seed for τ_c steps, then the
     coordinators must turn it into B, made of A's own motifs rearranged (:func:`motif_pair`).
-    Train it in two stages (``agents.two_stage``): a child that grows A (``child_overrides=
-    {"target": A}``), then the coordinators with that child frozen."""
+    Train it in two stages (``agents.two_stage``, ``hnca train --stage child|parent``): a child
+    that grows A (its stage-1 target, ``env.child_target``), then the coordinators with that
+    child frozen."""
     kwargs.setdefault("name", "HNCA-Metamorphosis-Motifs-v0")
     a, b = motif_pair(pair, tuple(grid), pattern_seed)
-    overrides = {"seed": "noise", "tau_c": 64, "max_steps_in_episode": 64 + 60}
+    channels = {**HNCA_STRUCTURE, **kwargs}["channels"]
+    # the reference grows A from one fixed U[0, 1) noise array (a stored seed reused by every
+    # world): a noise drawn afresh per world would leave a torus NCA no way to place B's motifs
+    fixed_noise = np.random.default_rng(10_000 + pattern_seed).random((*tuple(grid), channels), np.float32)
+    overrides = {"seed": "state", "seed_state": fixed_noise, "tau_c": 64, "max_steps_in_episode": 64 + 60}
     overrides.update(kwargs.pop("default_overrides", None) or {})
     env = metamorphosis(
         grid, start=a, target=b, pattern_seed=pattern_seed, default_overrides=overrides, **kwargs
     )
-    env.motif_a = a  # pattern A, the child's own target in stage 1
+    env.motif_a = a  # pattern A
+    env.child_target = a  # the child's own target in stage 1 (agents.two_stage.child_problem)
     return env
 
 
