@@ -48,7 +48,13 @@ GRAD_MODES = ("normalize", "clip", "none")
 @dataclasses.dataclass(frozen=True)
 class PoolConfig:
     """Pool-trainer settings; defaults are Growing NCA's (pool 1024, batch 8, 64–96 steps,
-    Adam 2e-3 → 2e-4 at iteration 2000, per-parameter gradient normalisation)."""
+    Adam 2e-3 → 2e-4 at iteration 2000, per-parameter gradient normalisation).
+
+    ``to_dict`` / ``from_dict`` round-trip through JSON and YAML (``mesh`` is left out). The
+    settings of a whole run (task, env, these, and the rules ``hnca train`` derives some of them
+    by: ``lr_final``, hidden widths, ``remat_segments``, ``donate``, ``warmup_steps``) are
+    :class:`agents.pool_run.PoolRunConfig`.
+    """
 
     pool_size: int = 1024
     batch_size: int = 8
@@ -134,6 +140,28 @@ class PoolConfig:
                     f"with a mesh of {n} devices, pool_size ({self.pool_size}) and batch_size "
                     f"({self.batch_size}) must be multiples of {n}"
                 )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON/YAML-able settings: ``mesh`` is left out, tuples become lists."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "mesh"}
+        for name in ("hidden", "layers"):
+            d[name] = None if d[name] is None else dict(d[name])
+        d["learn_perception"] = list(self.learn_perception)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> PoolConfig:
+        """Settings from a dict (``to_dict``'s, or a YAML mapping); unknown keys are an error
+        naming them."""
+        known = {f.name for f in dataclasses.fields(cls)} - {"mesh"}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown PoolConfig setting(s) {unknown}; known: {sorted(known)}")
+        d = dict(d)
+        lp = d.get("learn_perception")
+        if lp is not None:
+            d["learn_perception"] = (lp,) if isinstance(lp, str) else tuple(lp)
+        return cls(**d)
 
 
 class PoolState(struct.PyTreeNode):

@@ -1,8 +1,9 @@
 """Trainer settings from YAML files and ``key=value`` overrides (``hnca train --config/--set``).
 
-Shared by the config objects of the trainers (``agents.ppo.PPOConfig``, ``agents.es.ESConfig``):
-a YAML mapping of settings, then overrides such as ``lr=1e-3`` or ``env_kwargs.grid=[16,16]``
-(values parsed as YAML), merged with ``env_kwargs`` combined key by key.
+Shared by the config objects of the trainers (``agents.ppo.PPOConfig``, ``agents.es.ESConfig``,
+``agents.pool_run.PoolRunConfig``): a YAML mapping of settings, then overrides such as
+``lr=1e-3`` or ``env_kwargs.grid=[16,16]`` (values parsed as YAML), merged with ``env_kwargs``
+(and any other group named in ``merge``) combined key by key.
 """
 
 from __future__ import annotations
@@ -31,8 +32,14 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
     return out
 
 
-def load_settings(path: str | None, overrides: Sequence[str] | Mapping = (), what: str = "trainer") -> dict:
-    """The settings of a YAML file (``None``: none) with ``overrides`` applied on top.
+def load_settings(
+    path: str | None,
+    overrides: Sequence[str] | Mapping = (),
+    what: str = "trainer",
+    merge: Sequence[str] = ("env_kwargs",),
+) -> dict:
+    """The settings of a YAML file (``None``: none) with ``overrides`` applied on top; the
+    groups of settings named in ``merge`` are combined key by key, others replaced whole.
 
     A file that is missing, unreadable or not YAML raises ``ValueError`` naming it (``what``
     says whose config it is: ``"PPO config file runs/x.yaml: no such file or directory"``).
@@ -55,7 +62,28 @@ def load_settings(path: str | None, overrides: Sequence[str] | Mapping = (), wha
             raise ValueError(f"{path}: a {what} config file must be a mapping of settings")
         settings.update(loaded)
     more = dict(overrides) if isinstance(overrides, Mapping) else parse_overrides(overrides)
-    if "env_kwargs" in more and "env_kwargs" in settings:
-        more["env_kwargs"] = {**settings["env_kwargs"], **more["env_kwargs"]}
+    for group in merge:
+        if isinstance(more.get(group), Mapping) and isinstance(settings.get(group), Mapping):
+            more[group] = {**settings[group], **more[group]}
     settings.update(more)
     return settings
+
+
+def json_safe(x: Any) -> Any:
+    """``x`` as JSON/YAML writes it: mappings as dicts, tuples as lists, NumPy scalars as numbers."""
+    if isinstance(x, Mapping):
+        return {str(k): json_safe(v) for k, v in x.items()}
+    if isinstance(x, tuple | list):
+        return [json_safe(v) for v in x]
+    if hasattr(x, "item") and getattr(x, "shape", None) == ():
+        return x.item()
+    return x
+
+
+def tuples(x: Any) -> Any:
+    """Lists (from JSON/YAML) back to tuples, so env settings like ``grid`` are hashable."""
+    if isinstance(x, Mapping):
+        return {k: tuples(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return tuple(tuples(v) for v in x)
+    return x
