@@ -95,7 +95,7 @@ class Experiment:
 
 # ------------------------------------------------------------------------------ running a run
 def _cli(argv: list[str]) -> int:
-    from hnca_env.cli import main
+    from agents.cli import main
 
     return main(argv)
 
@@ -132,7 +132,7 @@ def train(exp: Experiment, run: Path, quick: bool) -> tuple[dict, Path]:
 
 def pool_policy(cfg: dict, params: Any):
     """The run's deterministic policy ``policy(key, obs)`` for ``params``."""
-    from hnca_env.cli import _build_run
+    from agents.cli import _build_run
 
     _, _, _, (_, apply) = _build_run(cfg)
     return policy_from_apply(apply, params)
@@ -140,8 +140,8 @@ def pool_policy(cfg: dict, params: Any):
 
 def carry_template(cfg: dict):
     """The abstract trainer carry of a run (``PoolState``), to read its files into."""
+    from agents.cli import _build_run
     from agents.pool import make_pool_trainer
-    from hnca_env.cli import _build_run
 
     env, env_params, pool_cfg, _ = _build_run(cfg)
     init, _, _ = make_pool_trainer(env, env_params, pool_cfg)
@@ -220,7 +220,7 @@ def _scorer(env, env_params, apply, key, n_worlds: int, steps: int | None = None
 
 
 def _apply(cfg: dict):
-    from hnca_env.cli import _build_run
+    from agents.cli import _build_run
 
     return _build_run(cfg)[3][1]
 
@@ -286,7 +286,7 @@ def _main_args(quick: bool) -> list[str]:
 
 
 def _default_iterations() -> str:
-    from hnca_env.cli import QUICK
+    from agents.cli import QUICK
 
     return str(QUICK["iterations"])
 
@@ -309,7 +309,7 @@ MOTIFS = "HNCA-Metamorphosis-Motifs-v0"
 
 def _run_env(cfg: dict):
     """The env, env params and policy ``apply`` a run trained on (its own ``_build_run``)."""
-    from hnca_env.cli import _build_run
+    from agents.cli import _build_run
 
     env, env_params, _, (_, apply) = _build_run(cfg)
     return env, env_params, apply

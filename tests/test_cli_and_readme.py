@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import hnca_env
-from hnca_env.cli import main
+from agents.cli import main
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -101,9 +101,9 @@ def test_two_stage_and_learned_perception_runs_are_built_from_their_config(tmp_p
     import jax
     from flax import serialization
 
-    from hnca_env.cli import QUICK, RUN_DEFAULTS, _build_run
+    from agents.cli import QUICK, _build_run
 
-    base = {**QUICK, **RUN_DEFAULTS, "task": "HNCA-Grow-v0", "grid": 8, "target": None, "target_size": 6}
+    base = {**QUICK, "task": "HNCA-Grow-v0", "grid": 8, "target": None, "target_size": 6}
     base.update(tau_c=5, lr_boundary=10, hidden=8)
     child_cfg = {**base, "stage": "child"}
     env, _, pool_cfg, (p_init, _) = _build_run(child_cfg)
@@ -128,7 +128,7 @@ def test_two_stage_and_learned_perception_runs_are_built_from_their_config(tmp_p
 
 
 def test_quick_target_applies_to_the_quick_task_only():
-    from hnca_env.cli import _run_config, build_parser
+    from agents.cli import _run_config, build_parser
 
     cfg = _run_config(build_parser().parse_args(["train"]))
     assert (cfg["task"], cfg["target"], cfg["target_size"], cfg["lr_boundary"]) == (
@@ -153,7 +153,9 @@ def test_hnca_errors_are_clear(capsys):
     assert main(["train", "--agent", "ippo", "--set", "lr=-1"]) == 2
     assert "PPOConfig.lr must be a positive number" in capsys.readouterr().err
     assert main(["train", "--config", "x.yaml"]) == 2
-    assert "configure PPO runs" in capsys.readouterr().err
+    assert "pool config file x.yaml: no such file" in capsys.readouterr().err
+    assert main(["train", "--set", "trainer.lr=1"]) == 2
+    assert "PoolRunConfig.trainer: ['lr'] cannot be set there" in capsys.readouterr().err
 
 
 def test_readme_quickstart_runs(tmp_path, monkeypatch):
@@ -183,7 +185,7 @@ def test_every_registered_id_builds(env_id):
 
 
 def test_train_summary_is_what_hnca_eval_measures(tiny_run):
-    from hnca_env.cli import main
+    from agents.cli import main
 
     assert main(["eval", "--run", str(tiny_run)]) == 0
     evaluated = json.loads((tiny_run / "eval.json").read_text())["metrics"]

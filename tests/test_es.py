@@ -97,8 +97,8 @@ ES_TINY_CLI = [
 def test_hnca_train_es_resume_equals_uninterrupted_and_eval(tmp_path, monkeypatch, capsys):
     """``hnca train --agent es``: outputs, an exact resume after an interruption, ``hnca eval``."""
     from agents import loop
+    from agents.cli import main
     from agents.loop import read_metrics
-    from hnca_env.cli import main
 
     full, cut = tmp_path / "full", tmp_path / "cut"
     common = ["train", "--agent", "es", "--iterations", "4", "--checkpoint-every", "2", "--log-every", "1"]

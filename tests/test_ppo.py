@@ -188,8 +188,8 @@ PPO_TINY_CLI = [
 def test_hnca_train_ppo_resume_and_eval(tmp_path, monkeypatch, capsys):
     """``hnca train --agent mappo``: outputs, an exact resume after an interruption, ``hnca eval``."""
     from agents import loop
+    from agents.cli import main
     from agents.loop import read_metrics
-    from hnca_env.cli import main
 
     full, cut = tmp_path / "full", tmp_path / "cut"
     common = ["train", "--agent", "mappo", "--iterations", "4", "--checkpoint-every", "2", "--log-every", "1"]

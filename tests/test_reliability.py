@@ -15,8 +15,8 @@ from jax.experimental import checkify
 
 import hnca_env
 from agents.checkpoint import CHECKPOINT_SUBDIR, Checkpointer
+from agents.cli import main
 from agents.loop import train_loop
-from hnca_env.cli import main
 
 
 def zero_action(env, params):

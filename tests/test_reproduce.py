@@ -13,7 +13,7 @@ import reproduce  # noqa: E402
 
 
 def test_the_evaluation_key_is_hnca_evals_default():
-    from hnca_env.cli import build_parser
+    from agents.cli import build_parser
 
     args = build_parser().parse_args(["eval", "--run", "x"])
     assert reproduce.EVAL_SEED == 0 == args.seed

@@ -2,8 +2,11 @@
 
 ``hnca tasks``                 list the registered env ids
 ``hnca info ID``               print an env's card: levels, shapes, params
-``hnca train [options]``       gradient pool training; with no options, the embedded quick
-                               default (Grow-v0, 24×24 heart, a few minutes on 2 CPU cores)
+``hnca train [options] [--config F.yaml] [--set k=v ...]``
+                               gradient pool training (agents/pool.py); with no options, the
+                               embedded quick default (Grow-v0, 24×24 heart, a few minutes on 2
+                               CPU cores); options, a YAML file and ``key=value`` overrides set
+                               the PoolRunConfig (agents/pool_run.py)
 ``hnca train --agent ippo|mappo [--task ID] [--config F.yaml] [--set k=v ...]``
                                PPO (agents/ppo.py); defaults per task, a YAML file and
                                ``key=value`` overrides set the PPOConfig
@@ -11,33 +14,26 @@
                                evolution strategies (agents/es.py, evosax)
 ``hnca train --resume DIR``    continue a run from its newest complete checkpoint
 ``hnca eval --run DIR``        the task's success metrics of a run's trained policy
+
+The command lives on the training side: ``hnca_env`` (the environments) never imports
+``agents`` (the trainers).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
 from typing import Any
 
-#: The embedded default run of ``hnca train``: a small target that visibly grows on a CPU.
-QUICK = {
-    "task": "Grow-v0",
-    "grid": 24,
-    "target": "heart",
-    "target_size": 16,
-    "iterations": 1200,
-    "pool_size": 256,
-    "batch_size": 8,
-    "min_steps": 32,
-    "max_steps": 48,
-    "hidden": 64,
-    "lr": 2e-3,
-    "seed": 0,
-}
+from agents.pool_run import RUN_SETTINGS, PoolRunConfig, load_config
+from agents.rundir import atomic_write, load_json, load_msgpack
+
+#: The embedded default run of ``hnca train`` (``PoolRunConfig``'s defaults): a small target
+#: that visibly grows on a CPU.
+QUICK = PoolRunConfig().to_dict()
 
 
 def _cmd_tasks(_args) -> int:
@@ -67,129 +63,23 @@ def _cmd_info(args) -> int:
     return 0
 
 
-def _atomic_write(path: str, data: bytes) -> None:
-    """Write to a temporary file then rename, so an interruption never leaves half a file."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 #: How ``hnca eval`` scores a run by default, and what ``hnca train``'s closing line reports.
 EVAL_WORLDS = 32
 EVAL_SEED = 0
 
-#: Settings a run records in ``config.json`` besides QUICK's (None = the task's default).
-RUN_DEFAULTS = {
-    "tau_c": None,
-    "damage": 0,
-    "reseed": 1,
-    "stage": None,
-    "init_child": None,
-    "learn_perception": False,
-    "remat": True,
-    "lr_boundary": None,
-    "checkpoint_every": 200,
-    "keep": 3,
-    "log_every": 10,
-}
 #: What ``--resume`` may change; every other setting comes from the run's config.json.
 RESUME_MAY_CHANGE = ("iterations", "checkpoint_every", "log_every", "keep")
 
 
-def _load_json(path: str) -> dict:
-    """A run's JSON record (``config.json``); a torn or damaged one is a ``ValueError`` naming it."""
-    with open(path) as f:
-        text = f.read()
-    try:
-        record = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is damaged or not JSON ({e})") from e
-    if not isinstance(record, dict):
-        raise ValueError(f"{path} is damaged: a JSON object was expected, got {type(record).__name__}")
-    return record
-
-
-def _load_msgpack(path: str, template: Any) -> Any:
-    """``template``'s values from a ``flax.serialization`` file (``params.msgpack``); a torn,
-    damaged or mismatched one is a ``ValueError`` naming it."""
-    from flax import serialization
-
-    with open(path, "rb") as f:
-        data = f.read()
-    try:
-        return serialization.from_bytes(template, data)
-    except Exception as e:  # msgpack and flax raise several types; all mean this file
-        reason = (str(e).splitlines() or [""])[0][:200]
-        raise ValueError(f"{path} is damaged or unreadable ({type(e).__name__}: {reason})") from e
-
-
 def _build_run(cfg: dict[str, Any]):
-    """The env, its params, the pool settings and the policy of a run's config.
+    """The env, its params, the pool settings and the policy of a pool run's record
+    (``config.json``): ``PoolRunConfig.from_dict(cfg).build()``.
 
     Returns ``(env, env_params, pool_config, (policy_init, policy_apply))``. Stage ``child``
     trains the cell level of an H-NCA task alone; stage ``parent`` freezes the child of the run
     ``init_child`` and trains the coordinators (``agents.two_stage``).
     """
-    import dataclasses
-
-    import hnca_env
-    from agents import two_stage
-    from agents.networks import make_policy
-    from agents.pool import PoolConfig
-
-    env_kwargs: dict[str, Any] = {"grid": (cfg["grid"], cfg["grid"])}
-    for k in ("target", "target_size", "tau_c"):
-        if cfg.get(k) is not None:
-            env_kwargs[k] = cfg[k]
-    if cfg.get("learn_perception"):
-        env_kwargs["parent_obs"] = "neighbourhood"
-    stage = cfg.get("stage")
-    if stage == "child":
-        env_kwargs.pop("parent_obs", None)
-        env, env_params = two_stage.child_problem(cfg["task"], **env_kwargs)
-    elif stage == "parent":
-        if not cfg.get("init_child"):
-            raise ValueError("--stage parent needs --init-child RUN (a finished --stage child run)")
-        child_cfg = _load_json(os.path.join(cfg["init_child"], "config.json"))
-        if child_cfg.get("stage") != "child":
-            raise ValueError(f"{cfg['init_child']} is not a --stage child run")
-        c_env, _, _, (c_init, _) = _build_run(child_cfg)
-        import jax
-
-        template = jax.eval_shape(c_init, jax.random.key(0))
-        child_params = _load_msgpack(os.path.join(cfg["init_child"], "params.msgpack"), template)["cell"]
-        env, env_params = two_stage.with_frozen_child(cfg["task"], child_params, **env_kwargs)
-    elif stage is None:
-        env, env_params = hnca_env.make(cfg["task"], **env_kwargs)
-    else:
-        raise ValueError(f"--stage must be 'child' or 'parent', got {stage!r}")
-    hidden = {lvl: cfg["hidden"] if lvl == "cell" else 4 * cfg["hidden"] for lvl in env.agent_levels}
-    learn = ("parent",) if cfg.get("learn_perception") and "parent" in env.agent_levels else ()
-    if cfg.get("learn_perception") and not learn:
-        raise ValueError("--learn-perception needs a task with an acting parent level")
-    pool_cfg = PoolConfig(
-        pool_size=cfg["pool_size"],
-        batch_size=cfg["batch_size"],
-        min_steps=cfg["min_steps"],
-        max_steps=cfg["max_steps"],
-        lr=cfg["lr"],
-        lr_final=cfg["lr"] / 10,
-        lr_boundary=cfg["lr_boundary"],
-        damage=cfg["damage"],
-        reseed=cfg["reseed"],
-        remat=cfg["remat"],
-        hidden=hidden,
-        learn_perception=learn,
-        donate=True,  # the pool is updated in place: a third less peak memory (docs/benchmarks.md)
-        # two-level checkpointing: memory ~ sqrt(steps) instead of ~ steps, same numbers
-        remat_segments=math.ceil(math.sqrt(cfg["max_steps"])) if cfg["remat"] else 0,
-    )
-    if env.has_parent:
-        pool_cfg = dataclasses.replace(pool_cfg, warmup_steps=int(env_params.tau_c))
-    return env, env_params, pool_cfg, make_policy(env, hidden, learn)
+    return PoolRunConfig.from_dict(cfg).build()
 
 
 def _resumed_config(path: str, given: dict[str, Any], fixed: list[str]) -> dict[str, Any]:
@@ -201,29 +91,29 @@ def _resumed_config(path: str, given: dict[str, Any], fixed: list[str]) -> dict[
             f"{', '.join('--' + k.replace('_', '-') for k in RESUME_MAY_CHANGE)} may be given "
             f"(got {', '.join('--' + k.replace('_', '-') for k in fixed)})"
         )
-    cfg = _load_json(path)
+    cfg = load_json(path)
     cfg.update({k: given[k] for k in RESUME_MAY_CHANGE if k in given})
     return cfg
 
 
 def _run_config(args) -> dict[str, Any]:
-    """The run's settings: QUICK, then the options given (or, with --resume, the run's own)."""
+    """A pool run's record: the defaults (QUICK), a ``--config`` YAML file, ``--set`` overrides,
+    then the options given (``load_config``); with --resume, the run's own config.json."""
+    from agents.settings import parse_overrides
+
     given = {k: v for k, v in vars(args).items() if v is not None and k not in ("func", "command")}
     if args.resume:
         path = os.path.join(args.resume, "config.json")
         if not os.path.exists(path):
             raise ValueError(f"--resume {args.resume}: no config.json there (not a run directory)")
-        fixed = sorted(k for k in given if k in {**QUICK, **RUN_DEFAULTS} and k not in RESUME_MAY_CHANGE)
-        return _resumed_config(path, given, fixed)
-    cfg = {**QUICK, **RUN_DEFAULTS}
-    if given.get("task", QUICK["task"]) != QUICK["task"]:
-        cfg["target"] = cfg["target_size"] = None  # QUICK's heart is for QUICK's task; else the task's own
-    cfg.update({k: v for k, v in given.items() if k in cfg})
-    if cfg["lr_boundary"] is None:
-        cfg["lr_boundary"] = max(1, cfg["iterations"] * 2 // 3)
-    if cfg["init_child"]:
-        cfg["init_child"] = os.path.abspath(cfg["init_child"])
-    return cfg
+        fixed = sorted(
+            k for k in given if k in (*RUN_SETTINGS, "config", "set") and k not in RESUME_MAY_CHANGE
+        )
+        cfg = _resumed_config(path, given, fixed)
+        PoolRunConfig.from_dict(cfg)  # a record this version cannot read is an error naming it
+        return cfg
+    options = {k: v for k, v in given.items() if k in RUN_SETTINGS}
+    return load_config(None, args.config, {**parse_overrides(args.set or []), **options}).to_dict()
 
 
 def _horizon(env, env_params, cfg) -> int:
@@ -270,7 +160,7 @@ def _cmd_train(args) -> int:
     from hnca_env.evaluate import evaluate
 
     if args.resume and os.path.exists(os.path.join(args.resume, "config.json")):
-        agent = _load_json(os.path.join(args.resume, "config.json")).get("agent", "pool")
+        agent = load_json(os.path.join(args.resume, "config.json")).get("agent", "pool")
         if args.agent not in (None, agent):
             raise ValueError(f"--resume {args.resume} is a {agent!r} run, not {args.agent!r}")
     else:
@@ -279,14 +169,12 @@ def _cmd_train(args) -> int:
         return _cmd_train_ppo(args, agent)
     if agent == "es":
         return _cmd_train_es(args)
-    if args.config or args.set:
-        raise ValueError("--config and --set configure PPO runs (--agent ippo|mappo)")
     cfg = _run_config(args)
     out = args.resume or args.out
     env, env_params, pool_cfg, _ = _build_run(cfg)
     init, iteration, policy = make_pool_trainer(env, env_params, pool_cfg)
     os.makedirs(out, exist_ok=True)
-    _atomic_write(os.path.join(out, "config.json"), json.dumps(cfg, indent=2).encode())
+    atomic_write(os.path.join(out, "config.json"), json.dumps(cfg, indent=2).encode())
 
     what = f"{cfg['task']}" + (f" (stage {cfg['stage']})" if cfg.get("stage") else "")
     print(
@@ -298,7 +186,7 @@ def _cmd_train(args) -> int:
     if ran is None:
         return 130
     state, history = ran
-    _atomic_write(os.path.join(out, "params.msgpack"), serialization.to_bytes(state.params))
+    atomic_write(os.path.join(out, "params.msgpack"), serialization.to_bytes(state.params))
 
     def act(key, obs):
         del key
@@ -326,7 +214,7 @@ def _cmd_train(args) -> int:
         "train_seconds": history[-1]["time"] if history else 0.0,
         "seconds_this_invocation": round(time.perf_counter() - t0, 1),
     }
-    _atomic_write(os.path.join(out, "summary.json"), json.dumps(summary, indent=2).encode())
+    atomic_write(os.path.join(out, "summary.json"), json.dumps(summary, indent=2).encode())
     artifacts.plot_loss(history, os.path.join(out, "loss.png"), what)
     shown = ", ".join(f"{k} = {v:.4g}" for k, v in metrics.items())
     print(
@@ -407,7 +295,7 @@ def _agent_record(agent, task, section, settings, iterations, given, checkpoint_
         "iterations": iterations,
         "seed": given.get("seed", 0),
         "checkpoint_every": given.get("checkpoint_every", checkpoint_every),
-        "keep": given.get("keep", RUN_DEFAULTS["keep"]),
+        "keep": given.get("keep", QUICK["keep"]),
         "log_every": given.get("log_every", log_every),
     }
 
@@ -426,7 +314,7 @@ def _load_run_params(run: str, init) -> tuple[Any, str]:
     template = jax.eval_shape(init, jax.random.key(0))
     path = os.path.join(run, "params.msgpack")
     if os.path.exists(path):
-        return _load_msgpack(path, template.params), "params.msgpack"
+        return load_msgpack(path, template.params), "params.msgpack"
     from agents.checkpoint import CHECKPOINT_SUBDIR, Checkpointer
 
     try:
@@ -450,7 +338,7 @@ def _write_eval(args, cfg: dict[str, Any], source: str, steps: int, metrics: dic
         "seed": args.seed,
         "metrics": metrics,
     }
-    _atomic_write(os.path.join(args.run, "eval.json"), json.dumps(record, indent=2).encode())
+    atomic_write(os.path.join(args.run, "eval.json"), json.dumps(record, indent=2).encode())
     print(f"{cfg['task']} ({agent}, {source}, {args.worlds} worlds, {steps} steps):")
     for name, v in metrics.items():
         print(f"  {name}: {v:.6g}")
@@ -471,7 +359,7 @@ def _cmd_train_ppo(args, agent: str) -> int:
     ppo = _build_ppo(cfg)
     env, env_params, pc = ppo.env, ppo.env_params, ppo.config
     os.makedirs(out, exist_ok=True)
-    _atomic_write(os.path.join(out, "config.json"), json.dumps(cfg, indent=2).encode())
+    atomic_write(os.path.join(out, "config.json"), json.dumps(cfg, indent=2).encode())
     agents_per_world = sum(int(np.prod(env.grid_shape(lvl))) for lvl in env.agent_levels)
     reward_key = f"reward_{env.agent_levels[0]}"  # shown and plotted (cells, or the coordinators alone)
     print(
@@ -486,7 +374,7 @@ def _cmd_train_ppo(args, agent: str) -> int:
     if ran is None:
         return 130
     state, history = ran
-    _atomic_write(os.path.join(out, "params.msgpack"), serialization.to_bytes(state.params))
+    atomic_write(os.path.join(out, "params.msgpack"), serialization.to_bytes(state.params))
 
     steps = int(env_params.max_steps_in_episode)
 
@@ -512,7 +400,7 @@ def _cmd_train_ppo(args, agent: str) -> int:
         else None,
         "seconds_this_invocation": round(time.perf_counter() - t0, 1),
     }
-    _atomic_write(os.path.join(out, "summary.json"), json.dumps(summary, indent=2).encode())
+    atomic_write(os.path.join(out, "summary.json"), json.dumps(summary, indent=2).encode())
     artifacts.plot_loss(history, os.path.join(out, "reward.png"), f"{cfg['task']} {agent}", key=reward_key)
     shown = ", ".join(f"{k} = {v:.4g}" for k, v in metrics.items())
     print(
@@ -576,7 +464,7 @@ def _cmd_train_es(args) -> int:
     out = args.resume or args.out
     env, env_params, init, iteration, apply = _build_es(cfg)
     os.makedirs(out, exist_ok=True)
-    _atomic_write(os.path.join(out, "config.json"), json.dumps(cfg, indent=2).encode())
+    atomic_write(os.path.join(out, "config.json"), json.dumps(cfg, indent=2).encode())
     es = cfg["es"]
     print(
         f"{'resuming' if args.resume else 'training'} {cfg['task']} with ES ({es['algorithm']}, population "
@@ -588,7 +476,7 @@ def _cmd_train_es(args) -> int:
     if ran is None:
         return 130
     state, history = ran
-    _atomic_write(os.path.join(out, "params.msgpack"), serialization.to_bytes(state.params))
+    atomic_write(os.path.join(out, "params.msgpack"), serialization.to_bytes(state.params))
     act = policy_from_apply(apply, state.params)
     episode = int(env_params.max_steps_in_episode)
     frames = render.rollout_frames(
@@ -605,7 +493,7 @@ def _cmd_train_es(args) -> int:
         "train_seconds": history[-1]["time"] if history else 0.0,
         "seconds_this_invocation": round(time.perf_counter() - t0, 1),
     }
-    _atomic_write(os.path.join(out, "summary.json"), json.dumps(summary, indent=2).encode())
+    atomic_write(os.path.join(out, "summary.json"), json.dumps(summary, indent=2).encode())
     artifacts.plot_loss(history, os.path.join(out, "loss.png"), f"{cfg['task']} es")
     shown = ", ".join(f"{k} = {v:.4g}" for k, v in metrics.items())
     print(
@@ -640,7 +528,7 @@ def _cmd_eval(args) -> int:
     path = os.path.join(args.run, "config.json")
     if not os.path.exists(path):
         raise ValueError(f"--run {args.run}: no config.json there (not a run directory)")
-    cfg = _load_json(path)
+    cfg = load_json(path)
     if cfg.get("agent") in PPO_AGENTS:
         return _cmd_eval_ppo(args, cfg)
     if cfg.get("agent") == "es":
@@ -671,12 +559,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="training method: pool (gradient, default), ippo or mappo (PPO; default task Density-v0), "
         "es (evolution strategies, agents/es.py)",
     )
-    tr.add_argument("--config", metavar="FILE", help="PPO / ES: a YAML file of PPOConfig / ESConfig settings")
+    tr.add_argument(
+        "--config",
+        metavar="FILE",
+        help="a YAML file of the run's settings: PoolRunConfig (pool), PPOConfig (ippo, mappo), ESConfig (es)",
+    )
     tr.add_argument(
         "--set",
         action="append",
         metavar="KEY=VALUE",
-        help="PPO: override one setting, e.g. --set lr=1e-3 --set env_kwargs.grid=[16,16] (repeatable)",
+        help="override one setting, e.g. --set lr=1e-3 --set trainer.mutate=2 (pool) or "
+        "--set env_kwargs.grid=[16,16] (PPO, ES) (repeatable; options given win)",
     )
     tr.add_argument(
         "--iterations",
