@@ -90,14 +90,15 @@ def level_network(
         raise ValueError(f"layers of level {level!r} must be a positive integer, got {layers!r}")
     if not learn_perception:
         return NCAUpdateRule(env.action_dim(level), hidden, layers=layers)
-    mode = env.cell_obs if level == "cell" else env.parent_obs
+    spec = env.level(level)
+    mode = spec.observer.name
     if mode != "neighbourhood":
-        opt = "cell_obs" if level == "cell" else "parent_obs"
+        opt = {"cell": "cell_obs", "parent": "parent_obs"}.get(level, f"Level({level!r}, obs=...)")
         raise ValueError(
             f"learned perception for level {level!r} needs the raw neighbourhood observation: "
             f"build the env with {opt}='neighbourhood' (it has {mode!r})"
         )
-    kernels = env.kernels if level == "cell" else env.parent_kernels
+    kernels = spec.kernels
     return NCAUpdateRule(
         env.action_dim(level),
         hidden,
@@ -124,7 +125,9 @@ def make_policy(
     Returns ``(init, apply)``: ``init(key) -> params`` (a dict keyed by level) and
     ``apply(params, obs) -> action`` (dicts keyed by level, one world; vmap for many).
     """
-    widths = {**DEFAULT_HIDDEN, **dict(hidden or {})}
+    # levels above the first coordinator level default to the coordinators' width
+    widths = {lvl: DEFAULT_HIDDEN.get(lvl, DEFAULT_HIDDEN["parent"]) for lvl in env.agent_levels}
+    widths.update(dict(hidden or {}))
     learn = set(learn_perception)
     unknown = learn - set(env.agent_levels)
     if unknown:

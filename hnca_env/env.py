@@ -49,6 +49,7 @@ import numpy as np
 from flax import struct
 from gymnax.environments import environment, spaces
 
+from hnca_env import levels as levels_lib
 from hnca_env import physics, validate
 from hnca_env import rewards as rewards_lib
 from hnca_env.tasks.base import Task
@@ -82,7 +83,9 @@ class EnvParams(environment.EnvParams):
     Fields:
       max_steps_in_episode: time limit (``truncated``).
       fire_rate: ``{level: p}``, per-cell update probability in [0, 1].
-      tau_c: child-only steps before the parent level starts.
+      tau_c: child-only steps before the first coordinator level starts.
+      start_delay: ``{level: steps}`` for the levels above the first coordinator level: each
+        starts that many steps after the level below it started (default 0).
       alive_threshold: alpha threshold of the living mask (Growing-NCA mode).
       target: ``(H, W, visible)`` target of the task.
       seed: which initial state (``SEED_*``); seed_state: ``(H, W, C)`` for ``SEED_STATE``.
@@ -98,6 +101,7 @@ class EnvParams(environment.EnvParams):
 
     fire_rate: dict = None
     tau_c: int = 0
+    start_delay: dict = None
     alive_threshold: float = 0.1
     target: Array = None
     seed: int = SEED_SINGLE_CELL
@@ -156,6 +160,12 @@ class HNCAEnv(environment.Environment):
       max_damage_holes: static upper bound of ``params.damage_holes``.
       max_damage_events: length of ``params.damage_times``; 0 (default) compiles no damage.
       default_overrides: numbers for ``default_params`` (e.g. ``tau_c=100``).
+      levels: the whole hierarchy as data, finest first (:class:`hnca_env.levels.Level`, any
+        depth); replaces ``channels``, ``perception``, ``sobel_scale``, ``cell_obs``,
+        ``parent``, ``cluster``, ``parent_channels``, ``signals`` and ``parent_*``, which build
+        a one- or two-level hierarchy (``"cell"``, ``"parent"``). ``multiplexer`` may be a name
+        or a :class:`hnca_env.levels.Multiplexer`; an observation mode a name or an
+        :class:`hnca_env.levels.Observer`.
     """
 
     _supports_transition_gradients = True
@@ -186,49 +196,50 @@ class HNCAEnv(environment.Environment):
         max_damage_events: int = 0,
         default_overrides: Mapping[str, Any] | None = None,
         name: str = "HNCA",
+        levels: Any = None,
     ):
         self.task = task if task is not None else Task()
         self.grid = _check_grid(grid)
-        self.channels = _positive_int("channels", channels)
         self.visible = self.task.visible
-        if self.channels < self.visible:
-            raise ValueError(f"channels={channels} is fewer than the task's {self.visible} visible channels")
-        self.kernels = physics.perception_kernels(perception, sobel_scale)
-        self.perception = tuple(perception)
+        if levels is None:
+            levels = self._two_level_spec(
+                channels, perception, sobel_scale, cell_obs, parent, cluster, parent_channels,
+                signals, parent_perception, parent_sobel_scale, parent_obs,
+            )  # fmt: skip
+        elif parent:
+            raise ValueError("give either levels= or parent=True (the two-level arguments), not both")
+        self.level_specs = levels_lib.check_hierarchy(levels, self.grid, self.visible)
+        self.levels = tuple(lv.name for lv in self.level_specs)
+        self._spec = {lv.name: lv for lv in self.level_specs}
+        self._index = {lv.name: i for i, lv in enumerate(self.level_specs)}
+        self._kernels = {lv.name: lv.kernels for lv in self.level_specs}
+        self._shapes, self._scales = {}, {}
+        h, w, k = *self.grid, 1
+        for lv in self.level_specs:
+            k *= lv.cluster if self._index[lv.name] else 1
+            self._shapes[lv.name], self._scales[lv.name] = (h // k, w // k), k
+        self.mux = levels_lib.multiplexer(multiplexer)
+        self.multiplexer = self.mux.name
+        if self.mux.scaled and len(self.levels) > 2:
+            raise ValueError(
+                f"multiplexer {self.multiplexer!r} reads EnvParams.actuator_scale/sensor_scale, which "
+                "belong to the first link only: with more than two levels use 'adder' or your own Multiplexer"
+            )
+        # the two-level names, kept as attributes (level 0 and the first coordinator level)
+        base = self.level_specs[0]
+        self.channels, self.perception, self.kernels = base.channels, base.perception, base.kernels
+        self.cell_obs = base.observer.name
         self.alive = bool(alive)
         if self.alive and self.visible != 4:
             raise ValueError("alive masking needs an alpha channel: use an RGBA task (visible=4)")
-        self.cell_obs = _check_obs_mode("cell_obs", cell_obs)
-        self.has_parent = bool(parent)
-        self.cluster = _positive_int("cluster", cluster)
-        self.multiplexer = multiplexer
-        if multiplexer not in physics.MULTIPLEXERS:
-            raise ValueError(f"unknown multiplexer {multiplexer!r}; known: {physics.MULTIPLEXERS}")
+        self.has_parent = len(self.levels) > 1
         if self.has_parent:
-            h, w = self.grid
-            if h % self.cluster or w % self.cluster:
-                raise ValueError(f"grid {h}x{w} is not divisible by the cluster size {self.cluster}")
-            self.parent_channels = _positive_int("parent_channels", parent_channels)
-            self.signals = _positive_int("signals", signals)
-            hidden = self.channels - self.visible
-            if self.signals > hidden:
-                raise ValueError(
-                    f"too few channels for the signals: {self.signals} signal channels need "
-                    f"channels >= visible + signals = {self.visible + self.signals}, got "
-                    f"channels={self.channels}"
-                )
-            if self.parent_channels < self.channels:
-                raise ValueError(
-                    f"parent_channels={parent_channels} < channels={channels}: the sensor adds "
-                    "the children's cluster average into the first `channels` parent channels"
-                )
-            self.parent_kernels = physics.perception_kernels(parent_perception, parent_sobel_scale)
-            self.parent_perception = tuple(parent_perception)
-            self.parent_obs = _check_obs_mode("parent_obs", parent_obs)
+            first = self.level_specs[1]
+            self.cluster, self.parent_channels, self.signals = first.cluster, first.channels, first.signals
+            self.parent_kernels, self.parent_perception = first.kernels, first.perception
+            self.parent_obs = first.observer.name
         else:
-            self.parent_channels = 0
-            self.signals = 0
-        self.levels = ("cell", "parent") if self.has_parent else ("cell",)
+            self.cluster, self.parent_channels, self.signals = _positive_int("cluster", cluster), 0, 0
 
         fixed_rules = dict(fixed_rules or {})
         unknown = set(fixed_rules) - set(self.levels)
@@ -260,34 +271,75 @@ class HNCAEnv(environment.Environment):
         self._checked_params = None  # the last params object validated by reset/step
         self.check_params(self._default_params)
 
+    @staticmethod
+    def _two_level_spec(
+        channels, perception, sobel_scale, cell_obs, parent, cluster, parent_channels, signals,
+        parent_perception, parent_sobel_scale, parent_obs,
+    ) -> tuple[levels_lib.Level, ...]:  # fmt: skip
+        """The hierarchy the two-level constructor arguments describe (checked with their names)."""
+        cell = levels_lib.Level(
+            "cell",
+            _positive_int("channels", channels),
+            perception,
+            sobel_scale,
+            _check_obs_mode("cell_obs", cell_obs),
+        )
+        _positive_int("cluster", cluster)
+        if not parent:
+            return (cell,)
+        first = levels_lib.Level(
+            "parent",
+            _positive_int("parent_channels", parent_channels),
+            parent_perception,
+            parent_sobel_scale,
+            _check_obs_mode("parent_obs", parent_obs),
+            cluster=cluster,
+            signals=_positive_int("signals", signals),
+        )
+        return (cell, first)
+
     # ------------------------------------------------------------------ structure helpers
     @property
     def name(self) -> str:
         return self._name
 
+    def level(self, level: str) -> levels_lib.Level:
+        """The :class:`~hnca_env.levels.Level` spec of a level name."""
+        if level not in self._spec:
+            raise ValueError(f"unknown level {level!r}; levels: {self.levels}")
+        return self._spec[level]
+
+    def level_below(self, level: str) -> str | None:
+        """The name of the level a level coordinates (``None`` for level 0)."""
+        i = self._index[self.level(level).name]
+        return self.levels[i - 1] if i else None
+
     def grid_shape(self, level: str) -> tuple[int, int]:
         """Agent-grid shape ``(H_l, W_l)`` of a level."""
-        if level == "cell":
-            return self.grid
-        if level == "parent" and self.has_parent:
-            return (self.grid[0] // self.cluster, self.grid[1] // self.cluster)
-        raise ValueError(f"unknown level {level!r}; levels: {self.levels}")
+        self.level(level)
+        return self._shapes[level]
+
+    def level_scale(self, level: str) -> int:
+        """Children per side covered by one agent of a level (1 for level 0)."""
+        self.level(level)
+        return self._scales[level]
 
     def state_channels(self, level: str) -> int:
-        return self.channels if level == "cell" else self.parent_channels
+        return self.level(level).channels
 
     def action_dim(self, level: str) -> int:
-        """Action channels per agent of a level."""
-        return self.channels if level == "cell" else self.parent_channels + self.signals
+        """Action channels per agent of a level: its update, then its broadcast."""
+        spec = self.level(level)
+        return spec.channels + spec.signals
 
     def obs_dim(self, level: str) -> int:
-        """Observation channels per agent of a level."""
+        """Observation channels per agent of a level: its own grid seen by its observer, the
+        sensed cluster of the level below (coordinators), then task inputs."""
+        spec = self.level(level)
         extra = self.task.extra_obs_dims().get(level, 0)
-        if level == "cell":
-            own = self.channels * (len(self.kernels) if self.cell_obs == "perception" else 9)
-            return own + extra
-        own = self.parent_channels * (len(self.parent_kernels) if self.parent_obs == "perception" else 9)
-        return own + self.channels + extra
+        own = spec.observer.dim(spec.channels, len(self._kernels[level]))
+        below = self.level_below(level)
+        return own + (self.state_channels(below) if below is not None else 0) + extra
 
     @property
     def num_actions(self) -> int:
@@ -301,6 +353,7 @@ class HNCAEnv(environment.Environment):
             max_steps_in_episode=96,
             fire_rate={lvl: 0.5 for lvl in self.levels},
             tau_c=0,
+            start_delay={lvl: 0 for lvl in self.levels[2:]},
             alive_threshold=0.1,
             target=jnp.asarray(self.task.default_target(self.grid)),
             seed=SEED_SINGLE_CELL,
@@ -331,6 +384,15 @@ class HNCAEnv(environment.Environment):
                 overrides["fire_rate"] = {**params.fire_rate, **fr}
             else:
                 overrides["fire_rate"] = {lvl: fr for lvl in self.levels}
+        if "start_delay" in overrides:
+            sd = dict(overrides["start_delay"] or {})
+            unknown = set(sd) - set(self.levels[2:])
+            if unknown:
+                raise ValueError(
+                    f"start_delay for level(s) {sorted(unknown)}: only the levels above the first "
+                    f"coordinator level have one ({list(self.levels[2:])}; level 1 starts after tau_c)"
+                )
+            overrides["start_delay"] = {**params.start_delay, **sd}
         if isinstance(overrides.get("seed"), str):
             name = overrides["seed"]
             if name not in SEEDS:
@@ -381,6 +443,8 @@ class HNCAEnv(environment.Environment):
                 raise ValueError(f"params.{k} has shape {got}, expected {shape}")
         if not isinstance(params.fire_rate, Mapping) or set(params.fire_rate) != set(self.levels):
             raise ValueError(f"params.fire_rate must be a dict with keys {self.levels}")
+        if not isinstance(params.start_delay, Mapping) or set(params.start_delay) != set(self.levels[2:]):
+            raise ValueError(f"params.start_delay must be a dict with keys {self.levels[2:]}")
         for lvl in self.fixed_rules:
             if lvl not in (params.rule_params or {}):
                 raise ValueError(f"params.rule_params lacks the parameters of fixed level {lvl!r}")
@@ -393,6 +457,10 @@ class HNCAEnv(environment.Environment):
                 raise ValueError(f"fire_rate[{lvl!r}] must be in [0, 1], got {p}")
         checks = [
             ("tau_c", np.asarray(params.tau_c), lambda v: v >= 0, "must be >= 0"),
+            *(
+                (f"start_delay[{lvl!r}]", np.asarray(d), lambda v: v >= 0, "must be >= 0")
+                for lvl, d in params.start_delay.items()
+            ),
             (
                 "max_steps_in_episode",
                 np.asarray(params.max_steps_in_episode),
@@ -514,10 +582,10 @@ class HNCAEnv(environment.Environment):
         k_seed, k_task = jax.random.split(key)
         cells = jax.lax.switch(jnp.clip(params.seed, 0, 2), [single_cell, noise, given], k_seed)
         cells, task_state = self.task.init(k_task, cells, params)
-        grids = {"cell": cells}
-        if self.has_parent:
-            start = self._first_parent_state(cells)
-            grids["parent"] = jnp.where(params.tau_c == 0, start, jnp.zeros_like(start))
+        grids = {self.levels[0]: cells}
+        for i, lvl in enumerate(self.levels[1:], 1):
+            start = self._first_state(i, grids[self.levels[i - 1]])
+            grids[lvl] = jnp.where(self.start_time(lvl, params) == 0, start, jnp.zeros_like(start))
         return EnvState(time=jnp.zeros((), jnp.int32), grids=grids, task=task_state)
 
     def reset_env(self, key: Array, params: EnvParams) -> tuple[dict, EnvState]:
@@ -544,17 +612,19 @@ class HNCAEnv(environment.Environment):
                 action[lvl] = fn(params.rule_params[lvl], obs_now[lvl], rk)
         validate.debug_check_finite(action, state.time)  # only under checkify
 
-        cells = state.grids["cell"]
-        m = physics.fire_mask(k_cell, self.grid, params.fire_rate["cell"])
+        base = self.levels[0]
+        cells = state.grids[base]
+        m = physics.fire_mask(k_cell, self.grid, params.fire_rate[base])
         cells = physics.stochastic_update(
-            cells, action["cell"], m, alive=self.alive, alive_threshold=params.alive_threshold
+            cells, action[base], m, alive=self.alive, alive_threshold=params.alive_threshold
         )
-        grids = {"cell": cells}
+        grids = {base: cells}
         t_next = state.time + 1
-        if self.has_parent:
-            grids = self._parent_step(k_parent, state, cells, action["parent"], t_next, params)
+        for i in range(1, len(self.levels)):  # bottom-up: each link's update, actuator, sensor
+            k_link = k_parent if i == 1 else jax.random.fold_in(k_parent, i)
+            grids = self._link_step(i, k_link, state, grids, action[self.levels[i]], t_next, params)
         if self.max_damage_events:
-            grids["cell"] = self._damage(k_damage, grids["cell"], t_next, params)
+            grids[base] = self._damage(k_damage, grids[base], t_next, params)
         if self.clamp:
             grids = {k: jnp.clip(v, params.clamp_min, params.clamp_max) for k, v in grids.items()}
         next_state = self.task.post_step(
@@ -568,40 +638,61 @@ class HNCAEnv(environment.Environment):
         terminated = jnp.asarray(self.task.is_terminated(next_state, params), bool)
         return next_state, reward, terminated, info
 
-    def _first_parent_state(self, cells: Array) -> Array:
-        """First coordinator state: the sensor output in the first C channels, zeros after."""
-        sensed = physics.sensor(cells, self.cluster)
-        pad = self.parent_channels - self.channels
+    def start_time(self, level: str, params: EnvParams) -> Array:
+        """The step at which a level starts: 0 for level 0, ``tau_c`` for level 1, then each
+        level ``start_delay[level]`` steps after the level below it."""
+        i = self._index[self.level(level).name]
+        if i == 0:
+            return jnp.zeros((), jnp.int32)
+        t = params.tau_c
+        for lvl in self.levels[2 : i + 1]:
+            t = t + params.start_delay[lvl]
+        return t
+
+    def _first_state(self, i: int, lower: Array) -> Array:
+        """First state of level ``i``: the sensed level below in its first channels, zeros after."""
+        spec = self.level_specs[i]
+        sensed = physics.sensor(lower, spec.cluster)
+        pad = spec.channels - self.level_specs[i - 1].channels
         return jnp.pad(sensed, ((0, 0), (0, 0), (0, pad))) if pad else sensed
 
-    def _parent_step(self, key, state, cells, parent_action, t_next, params):
-        """Coordinator update, actuator and sensor, once the parent level runs.
+    def _first_parent_state(self, cells: Array) -> Array:
+        """First coordinator state: the sensor output in the first C channels, zeros after."""
+        return self._first_state(1, cells)
 
-        Order within a coupled step: child update (done by the caller), coordinator update,
-        actuator (the broadcast into the children's signal channels), sensor (the children's
-        cluster average added into the coordinators). The stored state is thus the
-        post-communication state the next observation is made of.
+    def _link_step(self, i, key, state, grids, action, t_next, params):
+        """Level ``i``'s update, actuator and sensor, once it runs; ``grids`` holds the levels
+        below it already stepped.
+
+        Order within a coupled step: the level below's update (done before), this level's
+        update, its actuator (the broadcast into the last ``signals`` channels of the level
+        below), its sensor (the cluster average of the level below, after the actuator, mixed
+        into this level's first channels). The stored state is thus the post-communication
+        state the next observation is made of.
         """
-        parent = state.grids["parent"]
-        coupled = state.time >= params.tau_c
-        delta, signal = parent_action[..., : self.parent_channels], parent_action[..., self.parent_channels :]
-        m = physics.fire_mask(key, self.grid_shape("parent"), params.fire_rate["parent"])
-        parent_upd = parent + delta * m
-        scale = params.actuator_scale if self.multiplexer == "scaled" else None
-        cells_act = physics.actuator(
-            cells, signal, self.cluster, self.channels - self.signals, self.multiplexer, scale
-        )
-        sensed = physics.sensor(cells_act, self.cluster)
-        s_scale = params.sensor_scale if self.multiplexer == "scaled" else None
-        head = physics.multiplex(parent_upd[..., : self.channels], sensed, self.multiplexer, s_scale)
-        parent_coupled = jnp.concatenate([head, parent_upd[..., self.channels :]], axis=-1)
-        starts_now = t_next == params.tau_c
-        parent_next = jnp.where(
+        spec, low = self.level_specs[i], self.level_specs[i - 1]
+        name, lower_name = spec.name, low.name
+        lower, upper = grids[lower_name], state.grids[name]
+        start = self.start_time(name, params)
+        coupled = state.time >= start
+        delta, signal = action[..., : spec.channels], action[..., spec.channels :]
+        m = physics.fire_mask(key, self.grid_shape(name), params.fire_rate[name])
+        upper_upd = upper + delta * m
+        a_scale = params.actuator_scale if self.mux.scaled else None
+        s0 = low.channels - spec.signals
+        mixed = self.mux(lower[..., s0 : s0 + spec.signals], physics.upsample(signal, spec.cluster), a_scale)
+        lower_act = jnp.concatenate([lower[..., :s0], mixed, lower[..., s0 + spec.signals :]], axis=-1)
+        sensed = physics.sensor(lower_act, spec.cluster)
+        s_scale = params.sensor_scale if self.mux.scaled else None
+        head = self.mux(upper_upd[..., : low.channels], sensed, s_scale)
+        upper_coupled = jnp.concatenate([head, upper_upd[..., low.channels :]], axis=-1)
+        starts_now = t_next == start
+        upper_next = jnp.where(
             coupled,
-            parent_coupled,
-            jnp.where(starts_now, self._first_parent_state(cells), jnp.zeros_like(parent)),
+            upper_coupled,
+            jnp.where(starts_now, self._first_state(i, lower), jnp.zeros_like(upper)),
         )
-        return {"cell": jnp.where(coupled, cells_act, cells), "parent": parent_next}
+        return {**grids, lower_name: jnp.where(coupled, lower_act, lower), name: upper_next}
 
     def _damage(self, key, cells, t_next, params):
         """Zero ``damage_holes`` random discs of the children when ``t_next`` is a damage time."""
@@ -626,22 +717,11 @@ class HNCAEnv(environment.Environment):
         levels = self.agent_levels if levels is None else levels
         extra = self.task.extra_obs(state, params)
         obs = {}
-        cells = state.grids["cell"]
         for lvl in levels:
-            if lvl == "cell":
-                parts = [
-                    physics.perceive(cells, self.kernels)
-                    if self.cell_obs == "perception"
-                    else physics.neighbourhood(cells)
-                ]
-            else:
-                parent = state.grids["parent"]
-                own = (
-                    physics.perceive(parent, self.parent_kernels)
-                    if self.parent_obs == "perception"
-                    else physics.neighbourhood(parent)
-                )
-                parts = [own, physics.sensor(cells, self.cluster)]
+            spec, below = self.level(lvl), self.level_below(lvl)
+            parts = [spec.observer(state.grids[lvl], self._kernels[lvl])]
+            if below is not None:
+                parts.append(physics.sensor(state.grids[below], spec.cluster))
             if lvl in extra:
                 x = jnp.asarray(extra[lvl], jnp.float32)  # (D,) is broadcast over the level's grid
                 parts.append(jnp.broadcast_to(x, (*self.grid_shape(lvl), x.shape[-1])))
@@ -660,13 +740,15 @@ class HNCAEnv(environment.Environment):
         """Compact global view for centralised critics, ``(H/k, W/k, C + C_p + visible + 1)``.
 
         The children and the target pooled over clusters (``k = cluster``; for a single level
-        ``k`` = cluster if it divides the grid, else 1), the coordinator states, and the
-        elapsed fraction of the episode as a constant plane.
+        ``k`` = cluster if it divides the grid, else 1), the coordinator states (levels above
+        the first nearest-upsampled to its grid), and the elapsed fraction of the episode as a
+        constant plane.
         """
         k = self.cluster if all(g % self.cluster == 0 for g in self.grid) else 1
-        parts = [physics.sensor(state.grids["cell"], k)]
-        if self.has_parent:
-            parts.append(state.grids["parent"])
+        parts = [physics.sensor(state.grids[self.levels[0]], k)]
+        for lvl in self.levels[1:]:  # every coordinator level at the first one's resolution
+            factor = self.level_scale(lvl) // k
+            parts.append(state.grids[lvl] if factor == 1 else physics.upsample(state.grids[lvl], factor))
         parts.append(physics.sensor(self.task.current_target(state, params), k))
         frac = state.time / params.max_steps_in_episode
         parts.append(jnp.broadcast_to(jnp.asarray(frac, jnp.float32), parts[0].shape[:2] + (1,)))
@@ -740,7 +822,9 @@ def _check_grid(grid: Any) -> tuple[int, int]:
     return (h, w)
 
 
-def _check_obs_mode(name: str, mode: str) -> str:
+def _check_obs_mode(name: str, mode: Any) -> Any:
+    if isinstance(mode, levels_lib.Observer):
+        return mode
     if mode not in OBS_MODES:
         raise ValueError(f"{name} must be one of {OBS_MODES}, got {mode!r}")
     return mode

@@ -36,7 +36,8 @@ def render(
 
     Args:
       scale: integer nearest upscaling.
-      parent_grid: darken the cluster borders of the coordinator grid (two-level envs).
+      parent_grid: darken the cluster borders of every coordinator level (each level's
+        borders once more, so a coarser level's show darker).
       target: put the task target to the right of the children.
     """
     if not isinstance(scale, int) or scale < 1:
@@ -46,9 +47,10 @@ def render(
         if not env.has_parent:
             raise ValueError("parent_grid=True needs an env with a parent level")
         h, w = env.grid
-        k = env.cluster
-        border = (jnp.arange(h)[:, None] % k == 0) | (jnp.arange(w)[None, :] % k == 0)
-        rgb = jnp.where(border[..., None], rgb * 0.6, rgb)
+        for level in env.levels[1:]:  # every coordinator level: coarser borders come out darker
+            k = env.level_scale(level)
+            border = (jnp.arange(h)[:, None] % k == 0) | (jnp.arange(w)[None, :] % k == 0)
+            rgb = jnp.where(border[..., None], rgb * 0.6, rgb)
     if target:
         params = env.default_params if params is None else params
         tgt_rgb = env.task.rgb(env.task.current_target(state, params))

@@ -3,8 +3,8 @@
 A reward function is a pure function ``reward(state, action, next_state, params)`` returning
 per-level per-agent reward maps ``{"cell": (H, W), "parent": (H/k, W/k)}``. Any plain Python
 function with that signature plugs in: ``make("Grow-v0", reward=my_fn)``. A level it leaves
-out gets the mean of its children's rewards over its cluster (coordinators are rewarded by
-their own cluster), and a fixed-rule level's entry is dropped.
+out gets the mean of the cell rewards over every cell it covers (coordinators are rewarded by
+their own cluster, at any depth), and a fixed-rule level's entry is dropped.
 
 The library rewards are built from the task's per-cell error (``task.error_map(state, params)``), so they
 and the gradient trainer's loss share one definition:
@@ -35,8 +35,8 @@ RewardFn = Callable[[Any, Any, Any, Any], dict[str, Array]]
 def _pool_levels(env, cell_map: Array) -> dict[str, Array]:
     """A cell-level map and its cluster means for every acting coordinator level."""
     out = {"cell": cell_map}
-    if env.has_parent:
-        out["parent"] = physics.sensor(cell_map[..., None], env.cluster)[..., 0]
+    for level in env.levels[1:]:
+        out[level] = physics.sensor(cell_map[..., None], env.level_scale(level))[..., 0]
     return out
 
 
@@ -177,8 +177,9 @@ def complete_levels(env, rewards: Mapping[str, Array]) -> dict[str, Array]:
     unknown = set(out) - set(env.levels)
     if unknown:
         raise ValueError(f"reward returned unknown level(s) {sorted(unknown)}; levels: {env.levels}")
-    if env.has_parent and "parent" not in out:
-        out["parent"] = physics.sensor(jnp.asarray(out["cell"])[..., None], env.cluster)[..., 0]
+    for level in env.levels[1:]:
+        if level not in out:
+            out[level] = physics.sensor(jnp.asarray(out["cell"])[..., None], env.level_scale(level))[..., 0]
     for level, v in out.items():
         want = env.grid_shape(level)
         if jnp.shape(v) != want:

@@ -37,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from hnca_env.env import HNCAEnv
+from hnca_env.levels import hnca_hierarchy
 from hnca_env.registry import register
 from hnca_env.tasks.base import HNCA_STRUCTURE, Task, is_concrete
 
@@ -48,8 +49,9 @@ class GoalSwitchTask(Task):
 
     name = "goal_switch"
 
-    def __init__(self, goals: Sequence[Any], size: int | None = None):
+    def __init__(self, goals: Sequence[Any], size: int | None = None, goal_level: str | None = "parent"):
         super().__init__(goals[0] if len(goals) else None, visible=3, size=size)
+        self.goal_level = goal_level  # the one level that sees the goal (None: no level does)
         if len(goals) < 2:
             raise ValueError(f"goal switching needs at least 2 goals, got {len(goals)}")
         self.goals = tuple(goals)
@@ -86,11 +88,13 @@ class GoalSwitchTask(Task):
         return params.task_params["targets"][state.task["goal"]]
 
     def extra_obs_dims(self):
-        return {"parent": self.n_goals}
+        return {} if self.goal_level is None else {self.goal_level: self.n_goals}
 
     def extra_obs(self, state, params):
+        if self.goal_level is None:
+            return {}
         one_hot = jax.nn.one_hot(state.task["goal"], self.n_goals, dtype=jnp.float32)
-        return {"parent": one_hot}  # broadcast over the coordinator grid by the env
+        return {self.goal_level: one_hot}  # broadcast over that level's grid by the env
 
     def trace(self, state, params):
         return {"mse": jnp.mean(self.error_map(state, params)), "goal": state.task["goal"]}
@@ -138,11 +142,20 @@ def goal_switch(
     **kwargs: Any,
 ) -> HNCAEnv:
     """Goal-switching env; ``goals``: shape names, PNG paths or ``(H, W, 3)`` arrays;
-    ``switch_times``: steps at which the goal changes (their number is structure)."""
-    kwargs = {**HNCA_STRUCTURE, **kwargs}
+    ``switch_times``: steps at which the goal changes (their number is structure). With
+    ``levels=`` (any depth), ``goal_level`` (default: the top level) is the one that sees the
+    goal; ``goal_level=None``: no level does."""
+    goal_level = kwargs.pop("goal_level", "top")
+    if "levels" in kwargs:
+        kwargs = {"alive": False, **kwargs}
+        top = kwargs["levels"][-1].name if len(kwargs["levels"]) > 1 else None
+    else:
+        kwargs = {**HNCA_STRUCTURE, **kwargs}
+        top = "parent" if kwargs.get("parent") else None
+    goal_level = top if goal_level == "top" else goal_level
     kwargs.setdefault("name", "HNCA-GoalSwitch-v0")
     grid = tuple(grid)
-    task = GoalSwitchTask(list(goals), size=target_size)
+    task = GoalSwitchTask(list(goals), size=target_size, goal_level=goal_level)
     targets = task.goal_targets(grid)
     overrides = {
         "seed": "noise",
@@ -160,3 +173,70 @@ def goal_switch(
 
 
 register("HNCA-GoalSwitch-v0", goal_switch)
+
+
+class LayoutTask(GoalSwitchTask):
+    """One of ``G`` layouts is drawn at reset and kept; only ``goal_level`` sees which."""
+
+    name = "layout"
+
+    def summarize(self, trace, params):
+        return {"mse": trace["mse"][-1]}
+
+
+def _depth_levels(depth: int, kwargs: dict) -> dict:
+    """``levels=`` for a hierarchy ``depth`` levels deep (H-NCA structure, clusters 4 then 2)."""
+    if kwargs.pop("parent", None) is False:  # make(..., parent=False): the children alone
+        depth = 1
+    if depth not in (1, 2, 3):
+        raise ValueError(f"depth must be 1, 2 or 3, got {depth!r}")
+    if "levels" not in kwargs:
+        kwargs["levels"] = hnca_hierarchy((4, 2)[: depth - 1])
+    return kwargs
+
+
+def goal_switch_3(grid: tuple[int, int] = (32, 32), depth: int = 3, **kwargs: Any) -> HNCAEnv:
+    """``HNCA3-GoalSwitch-v0``: goal switching where only the *top* of three levels sees the
+    goal (children 32×32, coordinators 8×8 over 4×4, top 4×4 over 2×2 coordinators): the goal
+    must travel down two links. ``depth=2`` / ``1``: the same task two levels deep (the
+    coordinators see the goal) or flat (nobody sees it: chance), for comparisons."""
+    kwargs.setdefault("name", "HNCA3-GoalSwitch-v0")
+    return goal_switch(grid, **_depth_levels(depth, kwargs))
+
+
+def layout_3(
+    grid: tuple[int, int] = (32, 32), shape: str = "heart", size: int | None = None, depth: int = 3, **kwargs: Any
+) -> HNCAEnv:
+    """``HNCA3-Layout-v0``: grow a shape in one of the grid's four quadrants, the quadrant drawn
+    at reset and seen only by the top of three levels (each top agent covers 8×8 children):
+    the large-scale layout is known only at the top. ``depth=2`` / ``1`` as for
+    :func:`goal_switch_3`. 128 steps from U[0, 1) noise; metric ``mse`` (final)."""
+    grid = tuple(grid)
+    kwargs = _depth_levels(depth, kwargs)
+    kwargs.setdefault("name", "HNCA3-Layout-v0")
+    size = size or min(grid) // 2 - 2
+    centred = Task(shape, visible=3, size=size).target_array(shape, grid)
+    h, w = grid
+    shifts = [(-h // 4, -w // 4), (-h // 4, w // 4), (h // 4, -w // 4), (h // 4, w // 4)]
+    layouts = [np.roll(centred, s, axis=(0, 1)) for s in shifts]
+    goal_level = kwargs.pop("goal_level", "top")
+    top = kwargs["levels"][-1].name if len(kwargs["levels"]) > 1 else None
+    task = LayoutTask(layouts, goal_level=top if goal_level == "top" else goal_level)
+    targets = task.goal_targets(grid)
+    overrides = {
+        "seed": "noise",
+        "tau_c": 0,
+        "max_steps_in_episode": 128,
+        "target": targets[0],
+        "task_params": {
+            "targets": jnp.asarray(targets),
+            "switch_times": jnp.asarray([-1], jnp.int32),
+            "recover_tol": jnp.float32(0.02),
+        },
+        **(kwargs.pop("default_overrides", None) or {}),
+    }
+    return HNCAEnv(grid=grid, task=task, default_overrides=overrides, **{"alive": False, **kwargs})
+
+
+register("HNCA3-GoalSwitch-v0", goal_switch_3)
+register("HNCA3-Layout-v0", layout_3)

@@ -1,0 +1,201 @@
+"""Levels as data: hierarchies of any depth, checked against a float64 NumPy loop."""
+
+import re
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import hnca_env
+from hnca_env.levels import Level, Multiplexer, Observer, hnca_hierarchy
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def three_levels(**overrides):
+    levels = (
+        Level("cell", 8, ("identity", "sobel_x", "sobel_y"), 1 / 8),
+        Level("parent", 10, cluster=4, signals=4),
+        Level("grandparent", 12, cluster=2, signals=6),
+    )
+    env = hnca_env.HNCAEnv(
+        grid=(16, 16), levels=levels, alive=False, task=hnca_env.Task("heart", size=10),
+        default_overrides={"tau_c": 1, "start_delay": {"grandparent": 1}, "max_steps_in_episode": 8,
+                           **overrides},
+    )  # fmt: skip
+    return env, env.default_params
+
+
+def numpy_step(grids, action, env, t, params):
+    """One step of the hierarchy by hand, float64, fire rate 1 (every cell updates)."""
+    g = {k: np.asarray(v, np.float64).copy() for k, v in grids.items()}
+    a = {k: np.asarray(v, np.float64) for k, v in action.items()}
+    names = env.levels
+    g[names[0]] = g[names[0]] + a[names[0]]
+    starts = [0, int(params.tau_c)]
+    for lvl in names[2:]:
+        starts.append(starts[-1] + int(params.start_delay[lvl]))
+    for i in range(1, len(names)):
+        low, up = env.level(names[i - 1]), env.level(names[i])
+        lower = g[low.name]
+        k, s = up.cluster, up.signals
+        if t >= starts[i]:  # coupled: update, actuator, sensor
+            upper = g[up.name] + a[up.name][..., : up.channels]
+            sig = np.kron(a[up.name][..., up.channels :], np.ones((k, k, 1)))
+            lower = lower.copy()
+            lower[..., low.channels - s :] += sig
+            hh, ww = lower.shape[0] // k, lower.shape[1] // k
+            sensed = lower.reshape(hh, k, ww, k, -1).mean(axis=(1, 3))
+            upper[..., : low.channels] += sensed
+            g[low.name], g[up.name] = lower, upper
+        elif t + 1 == starts[i]:  # starts now: the sensed level below, zeros after
+            hh, ww = lower.shape[0] // k, lower.shape[1] // k
+            sensed = lower.reshape(hh, k, ww, k, -1).mean(axis=(1, 3))
+            g[up.name] = np.concatenate([sensed, np.zeros((hh, ww, up.channels - low.channels))], -1)
+        else:
+            g[up.name] = np.zeros_like(g[up.name])
+    return g
+
+
+def test_three_levels_match_a_numpy_loop_over_their_start_times():
+    env, params = three_levels()
+    params = params.replace(fire_rate={lvl: 1.0 for lvl in env.levels}, seed=hnca_env.SEED_NOISE)
+    assert env.levels == ("cell", "parent", "grandparent")
+    assert [env.grid_shape(lv) for lv in env.levels] == [(16, 16), (4, 4), (2, 2)]
+    assert [env.action_dim(lv) for lv in env.levels] == [8, 14, 18]
+    assert [env.obs_dim(lv) for lv in env.levels] == [24, 40 + 8, 48 + 10]
+    _, state = env.reset(jax.random.key(0), params)
+    grids = {k: np.asarray(v, np.float64) for k, v in state.grids.items()}
+    space = env.action_space(params)
+    for t in range(5):
+        action = {lv: 0.1 * jax.random.normal(jax.random.key(t * 3 + i), space.spaces[lv].shape)
+                  for i, lv in enumerate(env.levels)}  # fmt: skip
+        want = numpy_step(grids, action, env, t, params)
+        _, state, *_ = env.step_env(jax.random.key(100 + t), state, action, params)
+        for lv in env.levels:
+            np.testing.assert_allclose(state.grids[lv], want[lv], rtol=1e-5, atol=1e-5, err_msg=f"{lv} t={t}")
+        grids = {k: np.asarray(v, np.float64) for k, v in state.grids.items()}
+    assert np.abs(grids["grandparent"]).sum() > 0  # it started (at t = tau_c + 1 = 2)
+
+
+def test_a_three_level_env_vmaps_over_1024_worlds_steps_and_differentiates():
+    env, params = three_levels()
+    keys = jax.random.split(jax.random.key(1), 1024)
+    obs, state = jax.vmap(env.reset, (0, None))(keys, params)
+    assert {k: v.shape for k, v in obs.items()} == {
+        "cell": (1024, 16, 16, 24), "parent": (1024, 4, 4, 48), "grandparent": (1024, 2, 2, 58)}  # fmt: skip
+    action = {lv: 0.01 * jnp.ones((1024, *env.grid_shape(lv), env.action_dim(lv))) for lv in env.levels}
+    step = jax.jit(jax.vmap(env.step, (0, 0, 0, None)))
+    for _ in range(3):
+        obs, state, reward, *_ = step(keys, state, action, params)
+    assert set(reward) == set(env.levels) and reward["grandparent"].shape == (1024, 2, 2)
+    np.testing.assert_allclose(  # a top agent's local reward is the mean over the 8x8 cells it covers
+        reward["grandparent"][0], np.asarray(reward["cell"][0]).reshape(2, 8, 2, 8).mean(axis=(1, 3)), rtol=1e-5
+    )
+
+    def loss(scale):
+        _, s = env.reset_env(keys[0], params)
+        for t in range(4):
+            a = {lv: scale * jnp.full((*env.grid_shape(lv), env.action_dim(lv)), 0.02) for lv in env.levels}
+            _, s, *_ = env.step_env(keys[t], s, a, params)
+        return env.loss(s, params)
+
+    g = jax.grad(loss)(1.0)
+    assert np.isfinite(g) and g != 0
+
+
+def test_both_trainers_train_a_three_level_env():
+    from agents.pool import PoolConfig, make_pool_trainer
+    from agents.ppo import PPOConfig, make_ppo
+
+    env, params = hnca_env.make("HNCA3-Layout-v0", grid=(16, 16), max_steps_in_episode=8)
+    assert env.levels == ("cell", "parent", "grandparent")
+    cfg = PoolConfig(pool_size=8, batch_size=2, min_steps=2, max_steps=3, hidden={lv: 8 for lv in env.levels},
+                     remat=False, world_chunk=None)  # fmt: skip
+    init, iteration, _ = make_pool_trainer(env, params, cfg)
+    state, metrics = jax.jit(iteration)(init(jax.random.key(0)))
+    assert np.isfinite(metrics["loss"]) and set(state.params) == set(env.levels)
+    ppo = make_ppo(PPOConfig(task="HNCA3-Layout-v0", algo="ippo", env_kwargs={"grid": (16, 16), "max_steps_in_episode": 8},
+                             num_envs=2, num_steps=4, total_timesteps=8, update_epochs=1, num_minibatches=1,
+                             hidden=8, parent_hidden=8, critic_hidden=8, world_embed=8))  # fmt: skip
+    out = jax.jit(ppo.train)(jax.random.key(1))
+    assert "grandparent" in str(jax.tree_util.tree_structure(out["state"].params))  # an actor per level
+    assert all(np.all(np.isfinite(v)) for v in jax.tree.leaves(out["metrics"]))
+
+
+def test_the_top_level_alone_sees_the_goal_at_every_depth():
+    for env_id in ("HNCA3-GoalSwitch-v0", "HNCA3-Layout-v0"):
+        for depth, top in ((3, "grandparent"), (2, "parent"), (1, None)):
+            env, _ = hnca_env.make(env_id, grid=(16, 16), depth=depth)
+            assert env.task.goal_level == top and len(env.levels) == depth
+            assert env.task.extra_obs_dims() == ({} if top is None else {top: env.task.n_goals})
+
+
+def test_injected_observer_and_multiplexer():
+    mean_obs = Observer("mean", lambda grid, kernels: jnp.mean(grid, -1, keepdims=True), lambda c, k: 1)
+    halves = Multiplexer("half", lambda dst, src, scale: dst + 0.5 * src)
+    levels = (Level("cell", 8, obs=mean_obs), Level("parent", 8, cluster=4, signals=4))
+    env = hnca_env.HNCAEnv(grid=(8, 8), levels=levels, alive=False, multiplexer=halves, task=hnca_env.Task(size=6))
+    params = env.default_params.replace(fire_rate={"cell": 1.0, "parent": 1.0}, seed=hnca_env.SEED_STATE)
+    assert env.obs_dim("cell") == 1 and env.cell_obs == "mean" and env.multiplexer == "half"
+    obs, state = env.reset(jax.random.key(0), params)
+    assert obs["cell"].shape == (8, 8, 1)
+    action = {"cell": jnp.zeros((8, 8, 8)), "parent": jnp.ones((2, 2, 12))}
+    _, state, *_ = env.step_env(jax.random.key(1), state, action, params)
+    np.testing.assert_allclose(state.grids["cell"][..., 4:], 0.5)  # half the broadcast of 1
+    np.testing.assert_allclose(state.grids["cell"][..., :4], 0.0)
+
+
+@pytest.mark.parametrize(
+    "levels, match",
+    [
+        ((Level("cells", 8),), "must be named 'cell'"),
+        ((Level("cell", 8), Level("cell", 8, cluster=2, signals=2)), "unique"),
+        ((Level("cell", 8), Level("parent", 8, cluster=3, signals=2)), "not divisible by the cluster size 3"),
+        ((Level("cell", 8), Level("parent", 8, cluster=2, signals=6)), "too few channels for the signals"),
+        ((Level("cell", 8), Level("parent", 6, cluster=2, signals=2)), "sensor adds"),
+        ((Level("cell", 8), Level("parent", 8, cluster=2, signals=2), Level("top", 8, cluster=2, signals=9)),
+         "broadcasts 9 signals into level 'parent'"),
+        ((Level("cell", 8), Level("parent", 8, cluster=2)), "signals must be a positive integer"),
+    ],
+)
+def test_bad_hierarchies_are_named(levels, match):
+    with pytest.raises(ValueError, match=match):
+        hnca_env.HNCAEnv(grid=(8, 8), levels=levels, alive=False, task=hnca_env.Task(size=6))
+
+
+def test_bad_level_settings_are_named():
+    with pytest.raises(ValueError, match="channels must be a positive integer"):
+        Level("cell", 0)
+    with pytest.raises(ValueError, match="obs must be one of"):
+        Level("cell", 8, obs="raw")
+    with pytest.raises(ValueError, match="not both"):
+        hnca_env.HNCAEnv(grid=(8, 8), levels=hnca_hierarchy((2,)), parent=True, alive=False)
+    with pytest.raises(ValueError, match="first link only"):
+        hnca_env.HNCAEnv(grid=(16, 16), levels=hnca_hierarchy((2, 2)), alive=False, multiplexer="scaled",
+                         task=hnca_env.Task(visible=3, size=10))
+    env, _ = three_levels()
+    with pytest.raises(ValueError, match=r"start_delay for level\(s\) \['parent'\]"):
+        env.make_params(start_delay={"parent": 1})
+    with pytest.raises(ValueError, match="must be >= 0"):
+        env.make_params(start_delay={"grandparent": -1})
+
+
+def test_render_overlays_every_level():
+    env, params = three_levels()
+    _, state = env.reset(jax.random.key(0), params)
+    state = state.replace(grids={**state.grids, "cell": jnp.ones_like(state.grids["cell"])})
+    from hnca_env import render
+
+    frame = np.asarray(render.render(env, state, params, parent_grid=True))
+    assert frame[1, 1, 0] == 255 and frame[1, 4, 0] == round(0.6 * 255) and frame[1, 8, 0] == round(0.36 * 255)
+
+
+def test_the_three_level_example_in_the_docs_runs():
+    text = (ROOT / "docs" / "concepts.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    example = [b for b in blocks if "grandparent" in b and "Level(" in b]
+    assert example, "docs/concepts.md has no three-level example"
+    exec(compile(example[0], "docs/concepts.md", "exec"), {})
