@@ -146,6 +146,8 @@ class PoolRunConfig:
             v = getattr(self, name)
             if v is not None and not _is_int(v, 0):
                 raise ValueError(f"PoolRunConfig.{name} must be None or an integer >= 0, got {v!r}")
+        if isinstance(self.lr, bool) or not isinstance(self.lr, int | float) or not self.lr > 0:
+            raise ValueError(f"PoolRunConfig.lr must be a positive number, got {self.lr!r}")
         hidden = self.hidden.values() if isinstance(self.hidden, Mapping) else [self.hidden]
         if not all(_is_int(h, 1) for h in hidden):
             raise ValueError(

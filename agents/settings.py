@@ -8,20 +8,46 @@ Shared by the config objects of the trainers (``agents.ppo.PPOConfig``, ``agents
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+#: Floats as YAML 1.2 (and JSON) write them: PyYAML's YAML 1.1 rules read ``1e-3`` (no dot) as
+#: the string "1e-3".
+_FLOAT = re.compile(
+    r"""^[-+]?(?:[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[0-9][0-9_]*[eE][-+]?[0-9]+
+    |\.[0-9_]+(?:[eE][-+]?[0-9]+)?|\.(?:inf|Inf|INF))$|^\.(?:nan|NaN|NAN)$""",
+    re.X,
+)
+
+
+@functools.cache
+def _loader() -> type:
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
+    return Loader
+
+
+def _yaml_load(text_or_file: Any) -> Any:
+    """``yaml.safe_load`` that reads ``1e-3`` as a number (the value ``--set lr=1e-3`` means)."""
+    import yaml
+
+    return yaml.load(text_or_file, Loader=_loader())
 
 
 def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
     """``["lr=1e-3", "env_kwargs.grid=[16,16]"]`` -> a nested dict (values parsed as YAML)."""
-    import yaml
-
     out: dict[str, Any] = {}
     for item in items:
         if "=" not in item:
             raise ValueError(f"override {item!r} is not of the form key=value")
         key, raw = item.split("=", 1)
-        value = yaml.safe_load(raw)
+        value = _yaml_load(raw)
         parts = key.strip().split(".")
         d = out
         for p in parts[:-1]:
@@ -50,7 +76,7 @@ def load_settings(
     if path is not None:
         try:
             with open(path) as f:
-                loaded = yaml.safe_load(f) or {}
+                loaded = _yaml_load(f) or {}
         except OSError as e:
             raise ValueError(f"{what} config file {path}: {(e.strerror or str(e)).lower()}") from e
         except yaml.YAMLError as e:

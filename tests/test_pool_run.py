@@ -122,6 +122,7 @@ def test_trainer_overrides_the_rules():
         ({"trainer": {"pool_size": 8}}, "cannot be set there"),
         ({"env_kwargs": {"grid": [8, 8]}}, "settings of their own"),
         ({"hidden": 0}, "PoolRunConfig.hidden must be"),
+        ({"lr": "fast"}, "PoolRunConfig.lr must be a positive number"),
         ({"stage": "parent"}, "needs --init-child"),
         ({"stage": "grandparent"}, "--stage must be"),
         ({"agent": "mappo"}, "not a pool run"),
@@ -152,3 +153,17 @@ def test_the_yaml_example_of_docs_training_builds(tmp_path):
     assert (run.task, run.grid, run.lr, run.lr_boundary) == ("HNCA-Grow-v0", 32, 1e-3, 400)
     env, _, cfg, _ = run.build()
     assert env.clamp and cfg.grad == "clip" and cfg.hidden == {"cell": 32, "parent": 128}
+
+
+def test_floats_without_a_dot_are_numbers(tmp_path):
+    """PyYAML alone reads ``1e-3`` as a string; ``--set lr=1e-3`` (docs/rl.md) means the number."""
+    from agents.settings import load_settings, parse_overrides
+
+    assert parse_overrides(["lr=1e-3", "x=[2E5, -1.5e-2]", "name=1e"]) == {
+        "lr": 1e-3,
+        "x": [2e5, -0.015],
+        "name": "1e",
+    }
+    path = tmp_path / "f.yaml"
+    path.write_text("lr: 3e-4\n")
+    assert load_settings(str(path)) == {"lr": 3e-4}
