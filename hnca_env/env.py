@@ -45,26 +45,26 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import struct
 from gymnax.environments import environment, spaces
 
 from hnca_env import levels as levels_lib
+from hnca_env import params as params_lib
 from hnca_env import physics, validate
 from hnca_env import rewards as rewards_lib
+from hnca_env.params import (  # noqa: F401 (re-exported: hnca_env.env was their home)
+    SEED_NOISE,
+    SEED_SINGLE_CELL,
+    SEED_STATE,
+    SEEDS,
+    EnvParams,
+)
 from hnca_env.tasks.base import Task
 from hnca_env.tasks.base import is_concrete as _is_concrete
 
 Array = jax.Array
 
-#: Initial states (``EnvParams.seed``).
-SEED_SINGLE_CELL = 0  # one live cell in the centre, channels 3.. set to 1 (Growing NCA)
-SEED_NOISE = 1  # every channel U[0, 1) (H-NCA reference)
-SEED_STATE = 2  # ``EnvParams.seed_state`` as given (e.g. a start pattern)
-SEEDS = {"single_cell": SEED_SINGLE_CELL, "noise": SEED_NOISE, "state": SEED_STATE}
-
-OBS_MODES = ("perception", "neighbourhood")
-
+OBS_MODES = validate.OBS_MODES  # observation modes by name
 
 @struct.dataclass
 class EnvState(environment.EnvState):
@@ -74,48 +74,6 @@ class EnvState(environment.EnvState):
 
     grids: dict = None
     task: Any = None
-
-
-@struct.dataclass
-class EnvParams(environment.EnvParams):
-    """Numbers of one world (vmappable). Build them with ``env.default_params.replace(...)``.
-
-    Fields:
-      max_steps_in_episode: time limit (``truncated``).
-      fire_rate: ``{level: p}``, per-cell update probability in [0, 1].
-      tau_c: child-only steps before the first coordinator level starts.
-      start_delay: ``{level: steps}`` for the levels above the first coordinator level: each
-        starts that many steps after the level below it started (default 0).
-      alive_threshold: alpha threshold of the living mask (Growing-NCA mode).
-      target: ``(H, W, visible)`` target of the task.
-      seed: which initial state (``SEED_*``); seed_state: ``(H, W, C)`` for ``SEED_STATE``.
-      damage_times: ``(D,)`` int steps after which holes are cut (-1 = unused slot).
-      damage_holes: holes per damage event (≤ the constructor's ``max_damage_holes``).
-      damage_radius: ``(2,)`` min/max hole radius in cells.
-      clamp_min/clamp_max: state bounds when the env was built with ``clamp=True``.
-      actuator_scale/sensor_scale: λ of the ``scaled`` multiplexer.
-      reward_weights: ``{name: w}`` for composed rewards.
-      rule_params: ``{level: pytree}`` parameters of fixed-rule levels.
-      task_params: task-specific numbers (pytree) or None.
-    """
-
-    fire_rate: dict = None
-    tau_c: int = 0
-    start_delay: dict = None
-    alive_threshold: float = 0.1
-    target: Array = None
-    seed: int = SEED_SINGLE_CELL
-    seed_state: Array = None
-    damage_times: Array = None
-    damage_holes: int = 1
-    damage_radius: Array = None
-    clamp_min: float = -10.0
-    clamp_max: float = 10.0
-    actuator_scale: Array = None
-    sensor_scale: Array = None
-    reward_weights: dict = None
-    rule_params: dict = None
-    task_params: Any = None
 
 
 class LevelDict(spaces.Dict):
@@ -168,9 +126,6 @@ class HNCAEnv(environment.Environment):
         :class:`hnca_env.levels.Observer`.
     """
 
-    _supports_transition_gradients = True
-    _transition_gradients_enabled = True
-
     def __init__(
         self,
         grid: tuple[int, int] = (72, 72),
@@ -199,10 +154,10 @@ class HNCAEnv(environment.Environment):
         levels: Any = None,
     ):
         self.task = task if task is not None else Task()
-        self.grid = _check_grid(grid)
+        self.grid = validate.check_grid(grid)
         self.visible = self.task.visible
         if levels is None:
-            levels = self._two_level_spec(
+            levels = levels_lib.two_level_hierarchy(
                 channels, perception, sobel_scale, cell_obs, parent, cluster, parent_channels,
                 signals, parent_perception, parent_sobel_scale, parent_obs,
             )  # fmt: skip
@@ -239,7 +194,7 @@ class HNCAEnv(environment.Environment):
             self.parent_kernels, self.parent_perception = first.kernels, first.perception
             self.parent_obs = first.observer.name
         else:
-            self.cluster, self.parent_channels, self.signals = _positive_int("cluster", cluster), 0, 0
+            self.cluster, self.parent_channels, self.signals = validate.positive_int("cluster", cluster), 0, 0
 
         fixed_rules = dict(fixed_rules or {})
         unknown = set(fixed_rules) - set(self.levels)
@@ -258,7 +213,7 @@ class HNCAEnv(environment.Environment):
         self._reward_fn = rewards_lib.bind(self.reward, self)
         self.auto_reset = bool(auto_reset)
         self.clamp = bool(clamp)
-        self.max_damage_holes = _positive_int("max_damage_holes", max_damage_holes)
+        self.max_damage_holes = validate.positive_int("max_damage_holes", max_damage_holes)
         if (
             isinstance(max_damage_events, bool)
             or not isinstance(max_damage_events, int)
@@ -267,36 +222,9 @@ class HNCAEnv(environment.Environment):
             raise ValueError(f"max_damage_events must be an integer >= 0, got {max_damage_events!r}")
         self.max_damage_events = max_damage_events
         self._name = name
-        self._default_params = self._build_default_params(dict(default_overrides or {}))
+        self._default_params = params_lib.default_params(self, dict(default_overrides or {}))
         self._checked_params = None  # the last params object validated by reset/step
         self.check_params(self._default_params)
-
-    @staticmethod
-    def _two_level_spec(
-        channels, perception, sobel_scale, cell_obs, parent, cluster, parent_channels, signals,
-        parent_perception, parent_sobel_scale, parent_obs,
-    ) -> tuple[levels_lib.Level, ...]:  # fmt: skip
-        """The hierarchy the two-level constructor arguments describe (checked with their names)."""
-        cell = levels_lib.Level(
-            "cell",
-            _positive_int("channels", channels),
-            perception,
-            sobel_scale,
-            _check_obs_mode("cell_obs", cell_obs),
-        )
-        _positive_int("cluster", cluster)
-        if not parent:
-            return (cell,)
-        first = levels_lib.Level(
-            "parent",
-            _positive_int("parent_channels", parent_channels),
-            parent_perception,
-            parent_sobel_scale,
-            _check_obs_mode("parent_obs", parent_obs),
-            cluster=cluster,
-            signals=_positive_int("signals", signals),
-        )
-        return (cell, first)
 
     # ------------------------------------------------------------------ structure helpers
     @property
@@ -347,80 +275,13 @@ class HNCAEnv(environment.Environment):
         return self.action_dim("cell")
 
     # ------------------------------------------------------------------ params
-    def _build_default_params(self, overrides: dict) -> EnvParams:
-        h, w = self.grid
-        base = EnvParams(
-            max_steps_in_episode=96,
-            fire_rate={lvl: 0.5 for lvl in self.levels},
-            tau_c=0,
-            start_delay={lvl: 0 for lvl in self.levels[2:]},
-            alive_threshold=0.1,
-            target=jnp.asarray(self.task.default_target(self.grid)),
-            seed=SEED_SINGLE_CELL,
-            seed_state=jnp.zeros((h, w, self.channels), jnp.float32),
-            damage_times=-jnp.ones((self.max_damage_events,), jnp.int32),
-            damage_holes=1,
-            damage_radius=jnp.array([0.1 * min(h, w), 0.2 * min(h, w)], jnp.float32),
-            actuator_scale=jnp.ones((max(self.signals, 1),), jnp.float32),
-            sensor_scale=jnp.ones((self.channels,), jnp.float32),
-            reward_weights=rewards_lib.default_weights(self.reward),
-            rule_params=dict(self._fixed_rule_params),
-            task_params=None,
-        )
-        return self._apply_overrides(base, overrides)
-
-    def _apply_overrides(self, params: EnvParams, overrides: Mapping[str, Any]) -> EnvParams:
-        overrides = dict(overrides)
-        fields = set(EnvParams.__dataclass_fields__)
-        bad = set(overrides) - fields
-        if bad:
-            raise ValueError(f"unknown EnvParams field(s) {sorted(bad)}; fields: {sorted(fields)}")
-        if "fire_rate" in overrides:
-            fr = overrides["fire_rate"]
-            if isinstance(fr, Mapping):
-                unknown = set(fr) - set(self.levels)
-                if unknown:
-                    raise ValueError(f"fire_rate for unknown level(s) {sorted(unknown)}")
-                overrides["fire_rate"] = {**params.fire_rate, **fr}
-            else:
-                overrides["fire_rate"] = {lvl: fr for lvl in self.levels}
-        if "start_delay" in overrides:
-            sd = dict(overrides["start_delay"] or {})
-            unknown = set(sd) - set(self.levels[2:])
-            if unknown:
-                raise ValueError(
-                    f"start_delay for level(s) {sorted(unknown)}: only the levels above the first "
-                    f"coordinator level have one ({list(self.levels[2:])}; level 1 starts after tau_c)"
-                )
-            overrides["start_delay"] = {**params.start_delay, **sd}
-        if isinstance(overrides.get("seed"), str):
-            name = overrides["seed"]
-            if name not in SEEDS:
-                raise ValueError(f"unknown seed {name!r}; known: {sorted(SEEDS)}")
-            overrides["seed"] = SEEDS[name]
-        if "target" in overrides:
-            overrides["target"] = jnp.asarray(self.task.target_array(overrides["target"], self.grid))
-        for k in ("seed_state", "damage_times", "damage_radius", "actuator_scale", "sensor_scale"):
-            if k in overrides:
-                overrides[k] = jnp.asarray(overrides[k])
-        if "damage_times" in overrides:
-            dt = jnp.atleast_1d(overrides["damage_times"]).astype(jnp.int32)
-            if dt.shape[-1] > self.max_damage_events:
-                raise ValueError(
-                    f"{dt.shape[-1]} damage_times exceed max_damage_events={self.max_damage_events}: "
-                    f"build the env with max_damage_events>={dt.shape[-1]} (a constructor option)"
-                )
-            fill = -jnp.ones((*dt.shape[:-1], self.max_damage_events - dt.shape[-1]), jnp.int32)
-            overrides["damage_times"] = jnp.concatenate([dt, fill], -1)
-        return params.replace(**overrides)
-
     def make_params(self, **overrides: Any) -> EnvParams:
         """``default_params`` with ``overrides`` applied and checked.
 
         Accepts conveniences: ``fire_rate=0.5`` (all levels) or ``{level: p}``, ``seed="noise"``,
         ``target="heart"`` (a shape name, an array or a PNG path), ``damage_times=[20]``.
         """
-        params = self._apply_overrides(self.default_params, overrides)
+        params = params_lib.apply_overrides(self, self.default_params, overrides)
         self.check_params(params)
         return params
 
@@ -429,59 +290,10 @@ class HNCAEnv(environment.Environment):
         return self._default_params
 
     def check_params(self, params: EnvParams) -> None:
-        """Raise ``ValueError`` naming the first invalid number of ``params``.
-
-        Shapes are always checked; values only where they are concrete (not under ``jit``).
-        """
-        if not isinstance(params, EnvParams):
-            raise TypeError(f"params must be hnca_env.EnvParams, got {type(params).__name__}")
-        h, w = self.grid
-        want = {"target": (h, w, self.visible), "seed_state": (h, w, self.channels)}
-        for k, shape in want.items():
-            got = jnp.shape(getattr(params, k))
-            if got[-3:] != shape:
-                raise ValueError(f"params.{k} has shape {got}, expected {shape}")
-        if not isinstance(params.fire_rate, Mapping) or set(params.fire_rate) != set(self.levels):
-            raise ValueError(f"params.fire_rate must be a dict with keys {self.levels}")
-        if not isinstance(params.start_delay, Mapping) or set(params.start_delay) != set(self.levels[2:]):
-            raise ValueError(f"params.start_delay must be a dict with keys {self.levels[2:]}")
-        for lvl in self.fixed_rules:
-            if lvl not in (params.rule_params or {}):
-                raise ValueError(f"params.rule_params lacks the parameters of fixed level {lvl!r}")
-        self.task.check_params(params, self)
-        if not _is_concrete(params):
-            return
-        for lvl, p in params.fire_rate.items():
-            p = np.asarray(p)
-            if not np.all((p >= 0) & (p <= 1)):
-                raise ValueError(f"fire_rate[{lvl!r}] must be in [0, 1], got {p}")
-        checks = [
-            ("tau_c", np.asarray(params.tau_c), lambda v: v >= 0, "must be >= 0"),
-            *(
-                (f"start_delay[{lvl!r}]", np.asarray(d), lambda v: v >= 0, "must be >= 0")
-                for lvl, d in params.start_delay.items()
-            ),
-            (
-                "max_steps_in_episode",
-                np.asarray(params.max_steps_in_episode),
-                lambda v: v >= 1,
-                "must be >= 1",
-            ),
-            ("seed", np.asarray(params.seed), lambda v: (v >= 0) & (v <= 2), "must be 0, 1 or 2 (SEED_*)"),
-            (
-                "damage_holes",
-                np.asarray(params.damage_holes),
-                lambda v: (v >= 0) & (v <= self.max_damage_holes),
-                f"must be in [0, max_damage_holes={self.max_damage_holes}]",
-            ),
-            ("damage_radius", np.asarray(params.damage_radius), lambda v: np.all(v >= 0), "must be >= 0"),
-        ]
-        for name, v, ok, msg in checks:
-            if not np.all(ok(v)):
-                raise ValueError(f"params.{name} {msg}, got {v}")
-        if not np.all(np.isfinite(np.asarray(params.target))):
-            raise ValueError("params.target contains NaN or inf")
-        validate.warn_settings(self, params)
+        """Raise ``ValueError`` naming the first invalid number of ``params``
+        (:func:`hnca_env.params.check_params`). Shapes are always checked; values only where
+        they are concrete (not under ``jit``)."""
+        params_lib.check_params(self, params)
 
     # ------------------------------------------------------------------ public API
     def reset(self, key: Array, params: EnvParams | None = None) -> tuple[dict, EnvState]:
@@ -805,26 +617,3 @@ class HNCAEnv(environment.Environment):
             f"HNCAEnv(name={self._name!r}, grid={self.grid}, channels={self.channels}, "
             f"levels={self.levels}, agent_levels={self.agent_levels}, task={self.task!r})"
         )
-
-
-def _positive_int(name: str, v: Any) -> int:
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-        raise ValueError(f"{name} must be a positive integer, got {v!r}")
-    return int(v)
-
-
-def _check_grid(grid: Any) -> tuple[int, int]:
-    if not (isinstance(grid, (tuple, list)) and len(grid) == 2):
-        raise ValueError(f"grid must be (H, W), got {grid!r}")
-    h, w = (_positive_int("grid height/width", g) for g in grid)
-    if h < 3 or w < 3:
-        raise ValueError(f"grid must be at least 3x3, got {h}x{w}")
-    return (h, w)
-
-
-def _check_obs_mode(name: str, mode: Any) -> Any:
-    if isinstance(mode, levels_lib.Observer):
-        return mode
-    if mode not in OBS_MODES:
-        raise ValueError(f"{name} must be one of {OBS_MODES}, got {mode!r}")
-    return mode

@@ -38,7 +38,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from hnca_env import physics
+from hnca_env import physics, validate
 
 Array = jax.Array
 
@@ -66,9 +66,18 @@ def _neighbourhood(grid: Array, kernels: np.ndarray) -> Array:
     return physics.neighbourhood(grid)
 
 
+def _perception_dim(channels: int, n_kernels: int) -> int:
+    return channels * n_kernels
+
+
+def _neighbourhood_dim(channels: int, n_kernels: int) -> int:
+    return 9 * channels
+
+
+# module-level functions, not lambdas: an env (and so its levels) must pickle
 OBSERVERS = {
-    "perception": Observer("perception", physics.perceive, lambda c, k: c * k),
-    "neighbourhood": Observer("neighbourhood", _neighbourhood, lambda c, k: 9 * c),
+    "perception": Observer("perception", physics.perceive, _perception_dim),
+    "neighbourhood": Observer("neighbourhood", _neighbourhood, _neighbourhood_dim),
 }
 
 
@@ -86,9 +95,17 @@ class Multiplexer:
         return self.fn(dst, src, scale)
 
 
+def _add(dst: Array, src: Array, scale: Any = None) -> Array:
+    return dst + src
+
+
+def _add_scaled(dst: Array, src: Array, scale: Any = None) -> Array:
+    return dst + scale * src
+
+
 MULTIPLEXERS = {
-    "adder": Multiplexer("adder", lambda dst, src, scale: dst + src),
-    "scaled": Multiplexer("scaled", lambda dst, src, scale: dst + scale * src, scaled=True),
+    "adder": Multiplexer("adder", _add),
+    "scaled": Multiplexer("scaled", _add_scaled, scaled=True),
 }
 
 
@@ -211,3 +228,31 @@ def hnca_hierarchy(clusters: Sequence[int] = (4, 2), channels: int = 12, signals
     for i, k in enumerate(clusters, 1):
         out.append(Level(DEFAULT_NAMES[i], channels, HNCA_PERCEPTION, 1.0, cluster=int(k), signals=signals))
     return tuple(out)
+
+
+def two_level_hierarchy(
+    channels, perception, sobel_scale, cell_obs, parent, cluster, parent_channels, signals,
+    parent_perception, parent_sobel_scale, parent_obs,
+) -> tuple[Level, ...]:  # fmt: skip
+    """The hierarchy ``HNCAEnv``'s two-level arguments describe (checked under their names):
+    ``("cell",)``, or ``("cell", "parent")`` with ``parent=True``."""
+    cell = Level(
+        "cell",
+        validate.positive_int("channels", channels),
+        perception,
+        sobel_scale,
+        validate.check_obs_mode("cell_obs", cell_obs),
+    )
+    validate.positive_int("cluster", cluster)
+    if not parent:
+        return (cell,)
+    first = Level(
+        "parent",
+        validate.positive_int("parent_channels", parent_channels),
+        parent_perception,
+        parent_sobel_scale,
+        validate.check_obs_mode("parent_obs", parent_obs),
+        cluster=cluster,
+        signals=validate.positive_int("signals", signals),
+    )
+    return (cell, first)

@@ -99,3 +99,33 @@ def warn_settings(env: Any, params: Any) -> None:
 
 def _show(v: np.ndarray) -> str:
     return str(v.item()) if v.size == 1 else str(v.tolist())
+
+
+# ------------------------------------------------------------------ constructor arguments
+#: Observation modes by name (``hnca_env.levels.OBSERVERS``).
+OBS_MODES = ("perception", "neighbourhood")
+
+
+def positive_int(name: str, v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+        raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    return int(v)
+
+
+def check_grid(grid: Any) -> tuple[int, int]:
+    if not (isinstance(grid, (tuple, list)) and len(grid) == 2):
+        raise ValueError(f"grid must be (H, W), got {grid!r}")
+    h, w = (positive_int("grid height/width", g) for g in grid)
+    if h < 3 or w < 3:
+        raise ValueError(f"grid must be at least 3x3, got {h}x{w}")
+    return (h, w)
+
+
+def check_obs_mode(name: str, mode: Any) -> Any:
+    from hnca_env.levels import Observer  # levels imports this module
+
+    if isinstance(mode, Observer):
+        return mode
+    if mode not in OBS_MODES:
+        raise ValueError(f"{name} must be one of {OBS_MODES}, got {mode!r}")
+    return mode

@@ -54,8 +54,6 @@ class Task:
     Growing NCA), 3 (RGB, H-NCA), or any other count for tasks with their own :meth:`rgb`.
     """
 
-    name = "pattern"
-
     def __init__(self, target: str | np.ndarray = "flower", visible: int = 4, size: int | None = None):
         if isinstance(visible, bool) or not isinstance(visible, int) or visible < 1:
             raise ValueError(f"visible must be a positive number of channels, got {visible!r}")

@@ -49,8 +49,6 @@ Array = jax.Array
 class DensityTask(Task):
     """Channel 0 holds the colour; ``EnvState.task = {"majority": 0./1., "density": ρ̂}``."""
 
-    name = "density"
-
     def __init__(self):
         super().__init__(None, visible=1)
 

@@ -76,8 +76,6 @@ def load_digits() -> tuple[np.ndarray, np.ndarray]:
 class DigitsTask(Task):
     """``EnvState.task = {"index", "label", "ink" (H, W)}``; channel 0 = ink, 1–10 = classes."""
 
-    name = "digits"
-
     def __init__(self, scale: int = 3, pad: int = 2):
         super().__init__(None, visible=1 + N_CLASSES)
         self.scale, self.pad = scale, pad

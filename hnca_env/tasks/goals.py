@@ -47,8 +47,6 @@ Array = jax.Array
 class GoalSwitchTask(Task):
     """``G`` targets in ``task_params["targets"]``; ``EnvState.task = {"goal": int32}``."""
 
-    name = "goal_switch"
-
     def __init__(self, goals: Sequence[Any], size: int | None = None, goal_level: str | None = "parent"):
         super().__init__(goals[0] if len(goals) else None, visible=3, size=size)
         self.goal_level = goal_level  # the one level that sees the goal (None: no level does)
@@ -177,8 +175,6 @@ register("HNCA-GoalSwitch-v0", goal_switch)
 
 class LayoutTask(GoalSwitchTask):
     """One of ``G`` layouts is drawn at reset and kept; only ``goal_level`` sees which."""
-
-    name = "layout"
 
     def summarize(self, trace, params):
         return {"mse": trace["mse"][-1]}

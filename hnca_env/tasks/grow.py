@@ -51,8 +51,6 @@ from hnca_env.tasks.base import HNCA_STRUCTURE, Task, time_index
 class PatternTask(Task):
     """Match a fixed target; after damage, also report how well the pattern regrew."""
 
-    name = "pattern"
-
     def summarize(self, trace, params):
         out = {"mse": trace["mse"][-1]}
         times = jnp.atleast_1d(params.damage_times)

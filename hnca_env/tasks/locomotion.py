@@ -65,8 +65,6 @@ def torus_distance(a: Array, b: Array, shape: tuple[int, int]) -> Array:
 class LocomotionTask(Task):
     """RGBA target moving with the drawn direction; ``EnvState.task = {"direction": (2,)}``."""
 
-    name = "locomotion"
-
     def check_params(self, params, env) -> None:
         tp = params.task_params
         if not isinstance(tp, dict) or not {"speed", "directions"} <= set(tp):

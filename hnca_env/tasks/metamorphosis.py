@@ -215,8 +215,6 @@ class MetamorphosisTask(Task):
     A target may be a :data:`SYNTHETIC` kind (drawn with ``pattern_seed + 1``), a shape name,
     a PNG path or an array, also when given later as ``make(..., target=...)``."""
 
-    name = "metamorphosis"
-
     def __init__(self, target: Any, pattern_seed: int = 0):
         super().__init__(target, visible=3)
         self.pattern_seed = pattern_seed

@@ -3,7 +3,9 @@
 ``python tests/golden/record.py`` writes ``tests/golden/goldens.npz`` and, beside it,
 ``goldens.json`` (the machine and versions that wrote it). ``tests/test_golden.py`` recomputes
 every entry with :func:`compute` and compares: bit for bit on the machine and versions that
-recorded them, to float32 round-off elsewhere (XLA's CPU code differs between processors).
+recorded them (same processor, versions and number of usable cores: recorded under
+``taskset -c 0``, one core), to float32 round-off elsewhere (XLA's CPU code differs between
+processors and splits its work by thread count: PPO's parameters differ by ~1e-11 on 2 cores).
 
 Entries (small grids, a few steps; every registered id from ``SMOKE_SETTINGS``):
 
@@ -19,6 +21,7 @@ Entries (small grids, a few steps; every registered id from ``SMOKE_SETTINGS``):
 from __future__ import annotations
 
 import json
+import os
 import platform
 import sys
 from pathlib import Path
@@ -166,7 +169,9 @@ def machine() -> dict[str, str]:
                 break
     except OSError:
         pass
-    return {"cpu": cpu, "machine": platform.machine(), "jax": jax.__version__,
+    # XLA's CPU kernels split work by thread count: bits match only with the same cores
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"cpu": cpu, "cpus": cpus, "machine": platform.machine(), "jax": jax.__version__,
             "jaxlib": jax.lib.__version__ if hasattr(jax.lib, "__version__") else "",
             "flax": flax.__version__, "optax": optax.__version__,
             "backend": jax.default_backend()}  # fmt: skip
