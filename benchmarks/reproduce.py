@@ -370,7 +370,8 @@ def _motifs_child_args(quick: bool) -> list[str]:
     if quick:
         return [*common, "--grid", "16", "--hidden", "8", "--pool-size", "8", "--batch-size", "2",
                 "--min-steps", "4", "--max-steps", "6", "--tau-c", "4", "--iterations", "2",
-                "--checkpoint-every", "2", "--log-every", "1"]  # fmt: skip
+                "--checkpoint-every", "2", "--log-every", "1",
+                "--set", "env_kwargs.max_steps_in_episode=8"]  # fmt: skip
     return [*common, "--grid", "64", "--hidden", "64", "--pool-size", "1024", "--batch-size", "4",
             "--min-steps", "32", "--max-steps", "96", "--iterations", "1200", "--lr-boundary", "1000",
             "--checkpoint-every", "100", "--keep", "40", "--log-every", "10"]  # fmt: skip
@@ -381,7 +382,8 @@ def _motifs_parent_args(quick: bool) -> list[str]:
     if quick:
         return [*common, "--grid", "16", "--hidden", "8", "--pool-size", "8", "--batch-size", "2",
                 "--min-steps", "2", "--max-steps", "4", "--tau-c", "4", "--iterations", "2",
-                "--checkpoint-every", "2", "--log-every", "1"]  # fmt: skip
+                "--checkpoint-every", "2", "--log-every", "1",
+                "--set", "env_kwargs.max_steps_in_episode=8"]  # fmt: skip
     return [*common, "--grid", "64", "--hidden", "64", "--pool-size", "256", "--batch-size", "4",
             "--min-steps", "20", "--max-steps", "60", "--iterations", "1200", "--lr-boundary", "1000",
             "--checkpoint-every", "100", "--keep", "40", "--log-every", "10"]  # fmt: skip
@@ -392,7 +394,8 @@ def _rings_args(quick: bool) -> list[str]:
     if quick:
         return [*common, "--grid", "16", "--hidden", "8", "--pool-size", "8", "--batch-size", "2",
                 "--min-steps", "2", "--max-steps", "4", "--iterations", "2",
-                "--checkpoint-every", "2", "--log-every", "1"]  # fmt: skip
+                "--checkpoint-every", "2", "--log-every", "1",
+                "--set", "env_kwargs.max_steps_in_episode=8"]  # fmt: skip
     return [*common, "--grid", "64", "--hidden", "64", "--pool-size", "256", "--batch-size", "4",
             "--min-steps", "32", "--max-steps", "64", "--iterations", "1200", "--lr-boundary", "1000",
             "--checkpoint-every", "100", "--keep", "40", "--log-every", "10"]  # fmt: skip
@@ -633,6 +636,26 @@ NOTES = {
         "Training shared the 2 cores with other jobs (load 3–7), so its wall-clock is about "
         "twice an idle machine's."
     ),
+    "metamorphosis": (
+        "`HNCA-Metamorphosis-Motifs-v0` (the `dots-rosettes` pair: 20 dots in three colours "
+        "scattered on a dark background in A, the same dots regrouped into five rosettes in B), "
+        "64×64 children, 16×16 coordinators over 4×4 clusters, 12 channels, the reference's "
+        "perception and adder multiplexer. Stage 1 trains the child alone to grow A from one fixed "
+        "U[0, 1) noise array (the reference reuses one stored noise seed; a noise drawn afresh per "
+        "world would leave a translation-equivariant rule on a torus no way to place the motifs); "
+        "stage 2 freezes it and trains the coordinators (hidden 256) on 20–60 coupled steps after "
+        "τ_c = 64 child-only steps, run without gradient, pool episodes starting from the child's "
+        "end states (the reseeded worlds). The score is the whole episode: 64 child-only steps "
+        "then 60 coupled ones, over 16 worlds. **Departures:** the child's loss is the pixel MSE "
+        "to A, not the reference's VGG style loss (no pretrained network is shipped or "
+        "downloaded); 64×64 instead of 128×128; τ_c 64 instead of 100; evaluated after 60 coupled "
+        "steps, not 200. The reference's 0.07–0.26 are final *training* losses divided by B's "
+        "variance; ours is an evaluation. Both stages shared the 2 cores with other jobs (load "
+        "3–5); each took under the 2-hour bar (child 56 min, coordinators 29 min). The goal (0.26) is met too. "
+        "Both stages ran, and were scored, in one process started at commit 95be0d7; the commit "
+        "above is the tree when the JSON was written (its later changes move code without "
+        "changing a number: tests/test_golden.py)."
+    ),
 }
 
 
@@ -688,6 +711,15 @@ def write_doc(results: Path = RESULTS, path: Path = ROOT / "docs" / "reproductio
                 + " |"
             )
         parts.append("\n".join(rows) + "\n")
+        child = r.get("child_stage")
+        if child:
+            rows = [f"Stage 1 (child), `{child['train_command']}`: {child['iterations']} iterations in "
+                    f"{child['train_seconds']:.0f} s; the child growing pattern A from the fixed noise seed "
+                    f"(the parent stage's start), over the same worlds:\n",
+                    "| | `mse` | `nmse` (÷ variance of A) |", "|---|---:|---:|"]  # fmt: skip
+            for b, m in child["scores"].items():
+                rows.append(f"| {b} | {m['mse']:.5g} | {m['nmse']:.4g} |")
+            parts.append("\n".join(rows) + "\n")
         for g in r["gifs"]:
             parts.append(f"![{os.path.basename(g)}]({os.path.relpath(ROOT / g, path.parent)})")
         if r.get("plot"):
