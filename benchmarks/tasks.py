@@ -64,9 +64,11 @@ TASKS = [
     ("Density ρ=0.5", "Density-v0", {"rho": (0.5, 0.5)}, ["all_correct"]),
     ("Density-Flat ρ~U[0,1]", "Density-Flat-v0", {}, ["all_correct"]),
     ("Locomotion", "HNCA-Locomotion-v0", {}, ["centre_error"]),
+    ("GoalSwitch, 3 levels", "HNCA3-GoalSwitch-v0", {}, ["mse_after_switch", "steps_to_recover"]),
+    ("Layout, 3 levels", "HNCA3-Layout-v0", {}, ["mse"]),
 ]
 
-def _answers(env_id: str, params) -> dict:
+def _answers(env_id: str, params, env=None) -> dict:
     """Trivial answers (hnca_env.baselines) scored beside the policies: images the children could
     show, scored by the task's own metric code on the same worlds."""
     from hnca_env import baselines as b
@@ -77,12 +79,16 @@ def _answers(env_id: str, params) -> dict:
     if env_id == "HNCA-Grow-v0":
         return {"mean colour": b.mean_colour_answer}
     if env_id.startswith("HNCA-Metamorphosis"):
-        start = np.asarray(params.seed_state)[..., :3]
+        # pattern A: the Motifs task's own (its children start from noise), else the start state
+        a = getattr(env, "motif_a", None)
+        start = np.asarray(params.seed_state)[..., :3] if a is None else a
         return {"A itself": b.image_answer(start), "mean colour of B": b.mean_colour_answer}
     if env_id == "Digits-v0":
         return {"chance (random labels)": digits.random_label_answer, "always 1": digits.constant_label_answer(1)}
     if env_id.startswith("Density"):
         return {"all 0": density.constant_colour_answer(0.0), "all 1": density.constant_colour_answer(1.0)}
+    if env_id.startswith("HNCA3-"):  # the best constant image that does not know the goal
+        return {"mean of the goals": b.image_answer(np.mean(np.asarray(params.task_params["targets"]), axis=0))}
     return {}
 
 
@@ -121,7 +127,7 @@ def main(argv=None) -> int:
         opts = {**(QUICK[env_id] if args.quick else {}), **overrides}
         env, params = hnca_env.make(env_id, **opts)
         n = worlds if args.quick else max(worlds, MIN_WORLDS.get(env_id, 0))
-        answers = {} if args.no_answers else _answers(env_id, params)
+        answers = {} if args.no_answers else _answers(env_id, params, env)
         for name in [*args.policies, *answers]:
             t0 = time.perf_counter()
             key = jax.random.key(args.seed)

@@ -193,9 +193,12 @@ def test_render_overlays_every_level():
     assert frame[1, 1, 0] == 255 and frame[1, 4, 0] == round(0.6 * 255) and frame[1, 8, 0] == round(0.36 * 255)
 
 
-def test_the_three_level_example_in_the_docs_runs():
-    text = (ROOT / "docs" / "concepts.md").read_text()
+@pytest.mark.parametrize("doc, marker", [("concepts.md", "Level("), ("api.md", "hnca_hierarchy(")])
+def test_the_three_level_examples_in_the_docs_run(doc, marker, capsys):
+    text = (ROOT / "docs" / doc).read_text()
     blocks = re.findall(r"```python\n(.*?)```", text, re.S)
-    example = [b for b in blocks if "grandparent" in b and "Level(" in b]
-    assert example, "docs/concepts.md has no three-level example"
-    exec(compile(example[0], "docs/concepts.md", "exec"), {})
+    example = [b for b in blocks if "grandparent" in b and marker in b]
+    assert example, f"docs/{doc} has no three-level example"
+    exec(compile(example[0], f"docs/{doc}", "exec"), {})
+    printed = capsys.readouterr().out.strip()
+    assert printed == example[0].strip().splitlines()[-1].lstrip("# ")  # the output it shows

@@ -468,4 +468,8 @@ def test_motif_pairs_rearrange_the_same_motifs():
     a, b = motif_pair("triangles-ring", (32, 32))
     np.testing.assert_array_equal(np.asarray(params.target), b)
     np.testing.assert_array_equal(env.motif_a, a)
-    assert int(params.seed) == 1 and int(params.tau_c) == 64  # noise seed, children grow A first
+    # one fixed U[0, 1) noise array as the seed (the reference's stored seed), children grow A first
+    assert int(params.seed) == hnca_env.SEED_STATE and int(params.tau_c) == 64
+    noise = np.asarray(params.seed_state)
+    assert noise.shape == (32, 32, 12) and 0 <= noise.min() and noise.max() < 1 and noise.std() > 0.25
+    np.testing.assert_array_equal(env.child_target, a)

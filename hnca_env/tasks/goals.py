@@ -11,6 +11,17 @@ coordinators start at once (τ_c = 0). Three goals (``disc``, ``square``, ``cros
 RGB on black; any list of shape names, PNG paths or ``(H, W, 3)`` arrays with ``goals=``).
 The first goal is drawn at reset, the switch comes at step 96, the episode ends at 192.
 
+``HNCA3-GoalSwitch-v0`` — the same task three levels deep: children 32×32×12, coordinators
+8×8×12 over 4×4 clusters, a top level 4×4×12 over 2×2 coordinators that alone sees the goal
+(the coordinators see only their own grid and their cluster): the goal has to travel down two
+links. ``make(..., depth=2)`` gives the two-level version (the coordinators see the goal),
+``depth=1`` the flat one (nobody does: chance).
+
+``HNCA3-Layout-v0`` — grow a heart (14 px at 32×32) in one of the grid's four quadrants, drawn at
+reset and kept; only the top of three levels sees which (each top agent covers 8×8 children),
+so the large-scale layout is known only at the top. 128 steps from U[0, 1) noise; metric
+``mse`` (final); ``depth=2`` / ``1`` as above.
+
 Card
 ----
 Observation: children: their perception, nothing else; coordinators: their perception, the
@@ -137,13 +148,13 @@ def goal_switch(
     goals: Sequence[Any] = ("disc", "square", "cross"),
     target_size: int | None = None,
     switch_times: Sequence[int] = (96,),
+    goal_level: str | None = "top",
     **kwargs: Any,
 ) -> HNCAEnv:
     """Goal-switching env; ``goals``: shape names, PNG paths or ``(H, W, 3)`` arrays;
     ``switch_times``: steps at which the goal changes (their number is structure). With
     ``levels=`` (any depth), ``goal_level`` (default: the top level) is the one that sees the
     goal; ``goal_level=None``: no level does."""
-    goal_level = kwargs.pop("goal_level", "top")
     if "levels" in kwargs:
         kwargs = {"alive": False, **kwargs}
         top = kwargs["levels"][-1].name if len(kwargs["levels"]) > 1 else None
@@ -191,17 +202,30 @@ def _depth_levels(depth: int, kwargs: dict) -> dict:
     return kwargs
 
 
-def goal_switch_3(grid: tuple[int, int] = (32, 32), depth: int = 3, **kwargs: Any) -> HNCAEnv:
+def goal_switch_3(
+    grid: tuple[int, int] = (32, 32),
+    goals: Sequence[Any] = ("disc", "square", "cross"),
+    target_size: int | None = None,
+    switch_times: Sequence[int] = (96,),
+    depth: int = 3,
+    goal_level: str | None = "top",
+    **kwargs: Any,
+) -> HNCAEnv:
     """``HNCA3-GoalSwitch-v0``: goal switching where only the *top* of three levels sees the
     goal (children 32×32, coordinators 8×8 over 4×4, top 4×4 over 2×2 coordinators): the goal
     must travel down two links. ``depth=2`` / ``1``: the same task two levels deep (the
     coordinators see the goal) or flat (nobody sees it: chance), for comparisons."""
     kwargs.setdefault("name", "HNCA3-GoalSwitch-v0")
-    return goal_switch(grid, **_depth_levels(depth, kwargs))
+    return goal_switch(grid, goals, target_size, switch_times, goal_level, **_depth_levels(depth, kwargs))
 
 
 def layout_3(
-    grid: tuple[int, int] = (32, 32), shape: str = "heart", size: int | None = None, depth: int = 3, **kwargs: Any
+    grid: tuple[int, int] = (32, 32),
+    shape: str = "heart",
+    size: int | None = None,
+    depth: int = 3,
+    goal_level: str | None = "top",
+    **kwargs: Any,
 ) -> HNCAEnv:
     """``HNCA3-Layout-v0``: grow a shape in one of the grid's four quadrants, the quadrant drawn
     at reset and seen only by the top of three levels (each top agent covers 8×8 children):
@@ -215,7 +239,6 @@ def layout_3(
     h, w = grid
     shifts = [(-h // 4, -w // 4), (-h // 4, w // 4), (h // 4, -w // 4), (h // 4, w // 4)]
     layouts = [np.roll(centred, s, axis=(0, 1)) for s in shifts]
-    goal_level = kwargs.pop("goal_level", "top")
     top = kwargs["levels"][-1].name if len(kwargs["levels"]) > 1 else None
     task = LayoutTask(layouts, goal_level=top if goal_level == "top" else goal_level)
     targets = task.goal_targets(grid)
