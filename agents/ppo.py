@@ -50,7 +50,12 @@ from flax import struct
 
 import hnca_env
 from agents.networks import NCAUpdateRule
-from agents.settings import load_settings, parse_overrides  # noqa: F401 (parse_overrides: public here too)
+from agents.settings import (  # noqa: F401 (parse_overrides: public here too)
+    json_safe,  # noqa: F401 (re-exported: agents.ppo.json_safe)
+    load_settings,
+    parse_overrides,
+)
+from agents.settings import tuples as _tuples
 from hnca_env import sharding
 from hnca_env.wrappers import LevelLogWrapper
 
@@ -217,25 +222,6 @@ TASK_DEFAULTS: dict[str, dict[str, Any]] = {
         init_log_std=-2.0,
     ),
 }
-
-
-def json_safe(x: Any) -> Any:
-    if isinstance(x, Mapping):
-        return {str(k): json_safe(v) for k, v in x.items()}
-    if isinstance(x, tuple | list):
-        return [json_safe(v) for v in x]
-    if isinstance(x, np.generic):
-        return x.item()
-    return x
-
-
-def _tuples(x: Any) -> Any:
-    """Lists (from JSON/YAML) back to tuples, so env settings like ``grid`` are hashable."""
-    if isinstance(x, Mapping):
-        return {k: _tuples(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return tuple(_tuples(v) for v in x)
-    return x
 
 
 def load_config(
