@@ -112,7 +112,7 @@ def make_policy(
     env,
     hidden: Mapping[str, int] | None = None,
     learn_perception: Iterable[str] = (),
-    layers: Mapping[str, int] | None = None,
+    layers: Mapping[str, int] | int | None = None,
 ) -> tuple[Callable[[Array], dict], Callable[[dict, dict], dict]]:
     """Shared-parameter policies for every acting level of ``env``.
 
@@ -120,7 +120,7 @@ def make_policy(
       hidden: hidden width per level (default :data:`DEFAULT_HIDDEN`).
       learn_perception: levels whose policy learns its own 3×3 perception kernels from the raw
         neighbourhood (see :func:`level_network`), e.g. ``("parent",)`` as in H-NCA.
-      layers: hidden layers per level (default 1).
+      layers: hidden layers per level (default 1), or one integer for every level.
 
     Returns ``(init, apply)``: ``init(key) -> params`` (a dict keyed by level) and
     ``apply(params, obs) -> action`` (dicts keyed by level, one world; vmap for many).
@@ -134,6 +134,8 @@ def make_policy(
         raise ValueError(
             f"learn_perception names level(s) {sorted(unknown)} that do not act; acting: {env.agent_levels}"
         )
+    if isinstance(layers, int) and not isinstance(layers, bool):
+        layers = dict.fromkeys(env.agent_levels, layers)
     depth = dict(layers or {})
     unknown = set(depth) - set(env.agent_levels)
     if unknown:

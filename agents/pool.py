@@ -73,7 +73,7 @@ class PoolConfig:
     remat: bool = True
     remat_segments: int = 0  # >0: checkpoint segments of steps too (memory ~ segments + steps/segments)
     hidden: Mapping[str, int] | None = None
-    layers: Mapping[str, int] | None = None  # hidden layers per level (default 1)
+    layers: Mapping[str, int] | int | None = None  # hidden layers per level, or every level's (default 1)
     learn_perception: tuple[str, ...] = ()
     # std of Gaussian noise added to every action in training rollouts (Self-classifying
     # MNIST's N(0, 0.02) on the updates); the env's fire and alive masks apply after it
@@ -132,6 +132,14 @@ class PoolConfig:
             or self.warmup_steps < 0
         ):
             raise ValueError(f"PoolConfig.warmup_steps must be an integer >= 0, got {self.warmup_steps!r}")
+        layers = self.layers.values() if isinstance(self.layers, Mapping) else [self.layers]
+        if self.layers is not None and not all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in layers
+        ):
+            raise ValueError(
+                f"PoolConfig.layers must be a positive integer (every level) or a mapping level -> "
+                f"positive integer, got {self.layers!r}"
+            )
         resolve_world_chunk(self.world_chunk, self.batch_size, self.mesh)  # raises on bad values
         if self.mesh is not None:
             n = self.mesh.shape[sharding.WORLDS]
@@ -145,7 +153,7 @@ class PoolConfig:
         """JSON/YAML-able settings: ``mesh`` is left out, tuples become lists."""
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "mesh"}
         for name in ("hidden", "layers"):
-            d[name] = None if d[name] is None else dict(d[name])
+            d[name] = d[name] if d[name] is None or isinstance(d[name], int) else dict(d[name])
         d["learn_perception"] = list(self.learn_perception)
         return d
 

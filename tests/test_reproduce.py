@@ -24,6 +24,9 @@ def test_bars():
     assert b.met({"late": 0.0149, "early": 0.01}) and not b.met({"late": 0.0151, "early": 0.01})
     assert not b.met({"late": float("nan"), "early": 0.01})
     assert reproduce.Bar("grow", "mse", limit=0.003).threshold({}) == 0.003
+    acc = reproduce.Bar("cell accuracy", "cell_accuracy", limit=0.85, higher=True)
+    assert acc.met({"cell_accuracy": 0.85}) and not acc.met({"cell_accuracy": 0.849})
+    assert acc.describe() == "cell_accuracy >= 0.85"
 
 
 @pytest.mark.parametrize("name", sorted(reproduce.EXPERIMENTS))

@@ -200,6 +200,13 @@ def digits(split: str = "train", swap_time: int = -1, scale: int = 3, pad: int =
     kwargs.setdefault("alive", False)
     kwargs.setdefault("name", "Digits-v0")
     task = DigitsTask(scale, pad)
+    grid = kwargs.pop("grid", None)
+    if grid is not None and tuple(int(g) for g in np.reshape(grid, -1)) != task.grid():
+        side = task.grid()[0]
+        raise ValueError(
+            f"Digits-v0's grid is fixed at {side}x{side} (8 x scale {scale} + 2 x pad {pad}); got grid={grid!r}: "
+            f"leave it out, pass {task.grid()} (hnca train --grid {side}), or change scale/pad"
+        )
     overrides = {
         "max_steps_in_episode": 200,
         "task_params": {"split": jnp.array(SPLITS[split], jnp.int32), "swap_time": jnp.int32(swap_time)},
