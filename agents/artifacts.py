@@ -51,7 +51,7 @@ def regrow(
     k_grow, k_regrow = jax.random.split(key)
     _, grown, rec_grow = rollout(env, policy, k_grow, params, grow_steps, record=record)
     hole = physics.circle_mask(env.grid, jnp.asarray(centre, jnp.float32), jnp.asarray(radius, jnp.float32))
-    cells = grown.grids["cell"] * (~hole)[..., None].astype(jnp.float32)
+    cells = physics.cut(grown.grids["cell"], hole)
     damaged = grown.replace(grids={**grown.grids, "cell": cells})
     _, regrown, rec_regrow = rollout(
         env, policy, k_regrow, params, regrow_steps, state=damaged, record=record

@@ -194,11 +194,8 @@ def damage_discs(key: Array, cells: Array) -> Array:
     n, h, w, _ = cells.shape
 
     def one(k, c):
-        kc, kr = jax.random.split(k)
-        centre = jnp.array([h, w]) * jax.random.uniform(kc, (2,), minval=0.25, maxval=0.75)
-        radius = jax.random.uniform(kr, (), minval=0.05, maxval=0.2) * min(h, w)
-        hole = physics.circle_mask((h, w), centre, radius)
-        return c * (~hole)[..., None].astype(c.dtype)
+        hole = physics.random_hole(k, (h, w), (0.05, 0.2), centre_range=(0.25, 0.75), radius_scale=min(h, w))
+        return physics.cut(c, hole)
 
     return jax.vmap(one)(jax.random.split(key, n), cells)
 

@@ -21,7 +21,8 @@ defined once, here:
   memory, docs/benchmarks.md);
 - ``warmup_steps`` (:func:`default_warmup_steps`): the env's ``tau_c`` when it has a parent
   level (fresh seeds enter the pool after the child-only phase), else 0;
-- ``learn_perception=True`` means ``("parent",)``, with the env's ``parent_obs="neighbourhood"``.
+- ``learn_perception=True`` means ``("parent",)``, with the env's ``parent_obs="neighbourhood"``;
+  a list of levels (``[cell]``) learns those levels' kernels, each observing its raw neighbourhood.
 
 ``trainer`` sets any of the derived settings, and the PoolConfig settings a run has no field
 for (:data:`TRAINER_SETTINGS`: ``grad``, ``clip_norm``, ``mutate``, ``layers``,
@@ -117,7 +118,8 @@ class PoolRunConfig:
     reseed: int = 1  # re-seed the K worst samples of each batch
     stage: str | None = None  # two-stage H-NCA training: "child" or "parent" (STAGES)
     init_child: str | None = None  # stage "parent": the finished stage-"child" run directory
-    learn_perception: bool = False  # the parents learn their 3x3 perception kernels
+    # the parents learn their 3x3 perception kernels (True), or these levels do (["cell"])
+    learn_perception: bool | tuple[str, ...] = False
     remat: bool = True  # jax.checkpoint per step (and per segment of steps)
     lr_boundary: int | None = None  # None: default_lr_boundary(iterations), fixed at creation
     checkpoint_every: int = 200  # Orbax checkpoint every K iterations (0: none)
@@ -154,9 +156,16 @@ class PoolRunConfig:
                 f"PoolRunConfig.hidden must be a positive integer (the cells' width) or a mapping "
                 f"level -> width, got {self.hidden!r}"
             )
-        for name in ("learn_perception", "remat"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"PoolRunConfig.{name} must be true or false, got {getattr(self, name)!r}")
+        if not isinstance(self.remat, bool):
+            raise ValueError(f"PoolRunConfig.remat must be true or false, got {self.remat!r}")
+        lp = self.learn_perception
+        if not isinstance(lp, bool) and not (
+            isinstance(lp, tuple | list) and lp and all(lvl in ("cell", "parent") for lvl in lp)
+        ):
+            raise ValueError(
+                "PoolRunConfig.learn_perception must be true or false (the parents) or a list of "
+                f"levels among ['cell', 'parent'], got {lp!r}"
+            )
         if self.stage not in (None, *STAGES):
             raise ValueError(f"--stage must be 'child' or 'parent', got {self.stage!r}")
         if self.stage == "parent" and not self.init_child:
@@ -195,6 +204,8 @@ class PoolRunConfig:
         for name in ("env_kwargs", "trainer"):
             if name in d:
                 d[name] = tuples(dict(d[name] or {}))
+        if isinstance(d.get("learn_perception"), list):
+            d["learn_perception"] = tuple(d["learn_perception"])
         if isinstance(d.get("hidden"), Mapping):
             d["hidden"] = dict(d["hidden"])
         return cls(**d)
@@ -228,11 +239,16 @@ class PoolRunConfig:
         for k in ("target", "target_size", "tau_c"):
             if getattr(self, k) is not None:
                 kwargs[k] = getattr(self, k)
-        if self.learn_perception:
-            kwargs["parent_obs"] = "neighbourhood"
+        for lvl in self.learning_levels():
+            kwargs[f"{lvl}_obs"] = "neighbourhood"
         if self.stage == "child":  # the child-only problem has no parents to observe
             kwargs.pop("parent_obs", None)
         return kwargs
+
+    def learning_levels(self) -> tuple[str, ...]:
+        """The levels whose perception kernels are learnt (``True``: the parents)."""
+        lp = self.learn_perception
+        return ("parent",) if lp is True else () if lp is False else tuple(lp)
 
     def make_env(self):
         """``(env, env_params)``: the task's env, its child-only problem (stage ``"child"``), or
@@ -263,9 +279,14 @@ class PoolRunConfig:
     def pool_config(self, env, env_params) -> PoolConfig:
         """The trainer's settings for ``env``: the run's own, the rules' (module docstring),
         then ``trainer`` over them."""
-        learn = ("parent",) if self.learn_perception and "parent" in env.agent_levels else ()
-        if self.learn_perception and not learn:
+        learn = tuple(lvl for lvl in self.learning_levels() if lvl in env.agent_levels)
+        if self.learn_perception is True and not learn:
             raise ValueError("--learn-perception needs a task with an acting parent level")
+        if len(learn) < len(self.learning_levels()) and self.learn_perception is not True:
+            raise ValueError(
+                f"learn_perception names levels {list(self.learning_levels())}; {self.task} acts with "
+                f"{list(env.agent_levels)}"
+            )
         derived = dict(
             pool_size=self.pool_size,
             batch_size=self.batch_size,

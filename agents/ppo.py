@@ -57,6 +57,8 @@ from agents.settings import (  # noqa: F401 (parse_overrides: public here too)
 )
 from agents.settings import tuples as _tuples
 from hnca_env import sharding
+from hnca_env.evaluate import evaluate
+from hnca_env.rollout import WORLD_CHUNK_AUTO, CarryPolicy, rollout
 from hnca_env.wrappers import LevelLogWrapper
 
 Array = jax.Array
@@ -387,6 +389,7 @@ class PPO(NamedTuple):
     train: Any  # key -> {"state": PPOState, "metrics": {name: (num_updates,)}}
     policy_apply: Any  # (params, obs) -> the mean action of one world (deterministic policy)
     act: Any  # (params, key, obs, world_state, time, held, deterministic) -> (env_action, held, sampled, log_prob, value, decide)
+    policy: Any  # (params, deterministic=True) -> hnca_env.rollout.CarryPolicy, for rollout/evaluate
 
 
 def identity_norm(features: int) -> dict:
@@ -502,6 +505,16 @@ def make_ppo(config: PPOConfig, env=None, env_params=None) -> PPO:
             )
             out[lvl] = jnp.clip(a, -1.0, 1.0) if config.clip_action else a
         return out
+
+    def carry_policy(params, deterministic=True) -> CarryPolicy:
+        """The trained policy as the library's rollouts take it: the carry is the coordinators'
+        held action (repeated between decisions), so ``parent_every > 1`` evaluates as trained."""
+
+        def step(key, obs, held, env_state):
+            action, held, *_ = act(params, key, obs, world_view(env_state), env_state.time, held, deterministic)
+            return action, held
+
+        return CarryPolicy(init=lambda env_state: zeros_held(), step=step)
 
     def zeros_held(n=None):
         shape = () if n is None else (n,)
@@ -690,7 +703,7 @@ def make_ppo(config: PPOConfig, env=None, env_params=None) -> PPO:
         state, metrics = jax.lax.scan(lambda s, _: update(s), state, None, config.num_updates)
         return {"state": state, "metrics": metrics}
 
-    return PPO(config, env, env_params, model, init, update, train, policy_apply, act)
+    return PPO(config, env, env_params, model, init, update, train, policy_apply, act, carry_policy)
 
 
 def make_train(config: PPOConfig, env=None, env_params=None):
@@ -710,29 +723,11 @@ def policy_rollout(
     record=None,
 ):
     """One world under the trained policy (with the coordinators' action repeat), without
-    auto-reset: ``(final_state, records)`` with ``record(state)`` of the start and every step."""
-    env, env_params = ppo.env, ppo.env_params
+    auto-reset: ``(final_state, records)`` with ``record(state)`` of the start and every step.
+    The library's :func:`hnca_env.rollout.rollout` with ``ppo.policy(params)``."""
+    env_params = ppo.env_params
     steps = int(env_params.max_steps_in_episode) if steps is None else steps
-    central = ppo.config.algo == "mappo"
-    k_reset, k_run = jax.random.split(key)
-    obs, state = env.reset_env(k_reset, env_params)
-    held = {
-        lvl: jnp.zeros((*env.grid_shape(lvl), env.action_dim(lvl)), jnp.float32)
-        for lvl in env.agent_levels
-        if lvl != "cell" and ppo.config.parent_every > 1
-    }
-
-    def body(carry, kk):
-        obs, st, held = carry
-        k_act, k_step = jax.random.split(kk)
-        ws = env.world_state(st, env_params) if central else None
-        action, held, *_ = ppo.act(params, k_act, obs, ws, st.time, held, deterministic)
-        obs, st, *_ = env.step_env(k_step, st, action, env_params)
-        return (obs, st, held), (record(st) if record is not None else None)
-
-    (_, final, _), recs = jax.lax.scan(body, (obs, state, held), jax.random.split(k_run, steps))
-    if record is not None:
-        recs = jax.tree.map(lambda f, r: jnp.concatenate([f[None], r]), record(state), recs)
+    _, final, recs = rollout(ppo.env, ppo.policy(params, deterministic), key, env_params, steps, record=record)
     return final, recs
 
 
@@ -744,16 +739,14 @@ def evaluate_policy(
     n_worlds: int = 32,
     steps: int | None = None,
     deterministic: bool = True,
+    mesh=None,
+    world_chunk: int | str | None = WORLD_CHUNK_AUTO,
 ) -> dict[str, float]:
     """The task's success metrics of a PPO policy, averaged over ``n_worlds`` episodes
-    (the deterministic policy, the actors' means, unless ``deterministic=False``)."""
-    env, env_params = ppo.env, ppo.env_params
-
-    def one(k):
-        _, trace = policy_rollout(
-            ppo, params, k, steps, deterministic=deterministic, record=lambda s: env.task.trace(s, env_params)
-        )
-        return env.task.summarize(trace, env_params)
-
-    per_world = jax.jit(jax.vmap(one))(jax.random.split(key, n_worlds))
-    return {name: float(jnp.mean(v)) for name, v in per_world.items()}
+    (the deterministic policy, the actors' means, unless ``deterministic=False``): the
+    library's :func:`hnca_env.evaluate.evaluate` with ``ppo.policy(params)``, so ``mesh`` and
+    ``world_chunk`` work as there."""
+    return evaluate(
+        ppo.env, ppo.policy(params, deterministic), key, ppo.env_params,
+        n_worlds=n_worlds, steps=steps, mesh=mesh, world_chunk=world_chunk,
+    )  # fmt: skip

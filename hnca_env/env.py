@@ -512,15 +512,9 @@ class HNCAEnv(environment.Environment):
         h, w = self.grid
         keep = jnp.ones((h, w), bool)
         for i, k in enumerate(jax.random.split(key, self.max_damage_holes)):
-            kc, kr = jax.random.split(k)
-            centre = jax.random.randint(kc, (2,), 0, jnp.array([h, w]))
-            radius = jax.random.uniform(
-                kr, (), minval=params.damage_radius[0], maxval=params.damage_radius[1]
-            )
-            hole = physics.circle_mask(self.grid, centre, radius) & (i < params.damage_holes)
-            keep = keep & ~hole
-        keep = keep | ~hit
-        return cells * keep[..., None].astype(cells.dtype)
+            hole = physics.random_hole(k, self.grid, (params.damage_radius[0], params.damage_radius[1]))
+            keep = keep & ~(hole & (i < params.damage_holes))
+        return physics.cut(cells, ~(keep | ~hit))
 
     def get_obs(self, state: EnvState, params: EnvParams | None = None, key=None, levels=None) -> dict:
         """Observations ``{level: (H_l, W_l, O_l)}`` of the acting levels (or of ``levels``)."""

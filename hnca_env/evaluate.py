@@ -39,7 +39,8 @@ def evaluate_worlds(
     mesh=None,
     world_chunk: int | str | None = WORLD_CHUNK_AUTO,
 ) -> dict[str, Array]:
-    """Per-world metrics ``{name: (n_worlds,)}`` (jitted; ``policy(key, obs)`` acts in one world).
+    """Per-world metrics ``{name: (n_worlds,)}`` (jitted; ``policy(key, obs)`` acts in one world,
+    or a :class:`hnca_env.rollout.CarryPolicy` that keeps a carry between its steps).
 
     ``mesh``: a :func:`hnca_env.sharding.world_mesh` to spread the worlds over its devices
     (``n_worlds`` a multiple of the device count); the numbers are the same. ``world_chunk``:

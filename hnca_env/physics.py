@@ -20,6 +20,7 @@ The parts, each small and swappable (the shape of CAX's perceive/update split):
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -259,3 +260,34 @@ def circle_mask(shape: tuple[int, int], center: Array, radius: Array) -> Array:
     dy = jnp.minimum(dy, h - dy)
     dx = jnp.minimum(dx, w - dx)
     return dy**2 + dx**2 <= radius**2
+
+
+def random_hole(
+    key: Array,
+    shape: tuple[int, int],
+    radius_range: tuple[Any, Any],
+    centre_range: tuple[float, float] | None = None,
+    radius_scale: float = 1.0,
+) -> Array:
+    """Bool ``(H, W)`` disc at a random place, the one damage routine of the package.
+
+    The centre is a uniform integer cell of the grid (``centre_range=None``: the env's
+    ``damage_times`` holes) or uniform in ``centre_range`` × the grid's sides (Growing NCA's
+    training damage: the middle half, ``(0.25, 0.75)``); the radius is uniform in
+    ``radius_range`` times ``radius_scale`` (cells; Growing NCA: 5–20 % of the width).
+    """
+    h, w = shape
+    kc, kr = jax.random.split(key)
+    if centre_range is None:
+        centre = jax.random.randint(kc, (2,), 0, jnp.array([h, w]))
+    else:
+        centre = jnp.array([h, w]) * jax.random.uniform(kc, (2,), minval=centre_range[0], maxval=centre_range[1])
+    radius = jax.random.uniform(kr, (), minval=radius_range[0], maxval=radius_range[1])
+    if radius_scale != 1.0:
+        radius = radius * radius_scale
+    return circle_mask(shape, centre, radius)
+
+
+def cut(cells: Array, hole: Array) -> Array:
+    """``cells (..., H, W, C)`` with every channel zeroed under the bool ``(H, W)`` ``hole``."""
+    return cells * (~hole)[..., None].astype(cells.dtype)

@@ -10,10 +10,15 @@ rollout of 8 / 64 worlds of 72×72 ran 1.3× / 1.5× faster on 2 cores (benchmar
 in sequence (``lax.map(..., batch_size=k)``); ``"auto"`` = chunks of about
 :data:`AUTO_CHUNK_CELLS` cells on the CPU backend, ``None`` on other backends and whenever the
 worlds are sharded over a mesh. The numbers are the same either way, up to float rounding.
+
+A policy is ``policy(key, obs) -> action``, or a :class:`CarryPolicy` for one that keeps
+something between steps (PPO's coordinators hold their action between decisions): every
+function here takes either.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -59,6 +64,29 @@ def resolve_world_chunk(
     return None if world_chunk >= n_worlds else world_chunk
 
 
+@dataclasses.dataclass(frozen=True)
+class CarryPolicy:
+    """A policy with a carry between the steps of one world.
+
+    ``init(state) -> carry`` from the world's start state; ``step(key, obs, carry, state) ->
+    (action, carry)`` each step (``state``: the env state the observation came from, for a
+    policy that reads its time or a centralised view). A plain ``policy(key, obs)`` is the
+    carry-less case (:func:`as_carry_policy`).
+    """
+
+    init: Callable[[Any], Any]
+    step: Callable[[Array, dict, Any, Any], tuple[dict, Any]]
+
+
+def as_carry_policy(policy) -> CarryPolicy:
+    """``policy`` as a :class:`CarryPolicy` (a plain ``policy(key, obs)`` carries ``()``)."""
+    if isinstance(policy, CarryPolicy):
+        return policy
+    if not callable(policy):
+        raise TypeError(f"a policy must be policy(key, obs) -> action or a CarryPolicy, got {policy!r}")
+    return CarryPolicy(init=lambda state: (), step=lambda key, obs, carry, state: (policy(key, obs), carry))
+
+
 def env_cells(env) -> int:
     """Cells (agents) of one world of ``env``, over all its levels."""
     return sum(int(np.prod(env.grid_shape(lvl))) for lvl in env.levels)
@@ -97,7 +125,8 @@ def rollout(
     state=None,
     record: Callable[[Any], Any] | None = None,
 ):
-    """Run ``policy(key, obs) -> action`` for ``steps`` with ``env.step_env`` (no auto-reset).
+    """Run ``policy(key, obs) -> action`` (or a :class:`CarryPolicy`) for ``steps`` with
+    ``env.step_env`` (no auto-reset).
 
     Starts from ``state`` or from a reset with a key split off ``key``. Returns
     ``(obs, state, records)``: the final observation and state, and ``record(state)`` stacked
@@ -110,13 +139,18 @@ def rollout(
     else:
         obs = env.get_obs(state, params)
 
-    def body(carry, k):
-        obs, st = carry
-        k_act, k_step = jax.random.split(k)
-        obs, st, *_ = env.step_env(k_step, st, policy(k_act, obs), params)
-        return (obs, st), (record(st) if record is not None else None)
+    pol = as_carry_policy(policy)
 
-    (obs, state_out), recs = jax.lax.scan(body, (obs, state), jax.random.split(k_run, steps))
+    def body(carry, k):
+        obs, st, c = carry
+        k_act, k_step = jax.random.split(k)
+        action, c = pol.step(k_act, obs, c, st)
+        obs, st, *_ = env.step_env(k_step, st, action, params)
+        return (obs, st, c), (record(st) if record is not None else None)
+
+    (obs, state_out, _), recs = jax.lax.scan(
+        body, (obs, state, pol.init(state)), jax.random.split(k_run, steps)
+    )
     if record is not None:
         first = record(state)
         recs = jax.tree.map(lambda f, r: jax.numpy.concatenate([f[None], r]), first, recs)

@@ -148,3 +148,25 @@ def test_hash_uniform_statistics_and_determinism():
     assert abs(np.corrcoef(u.ravel()[:-1], u.ravel()[1:])[0, 1]) < 0.02  # neighbours too
     hist = np.histogram(u, bins=16, range=(0, 1))[0] / u.size
     np.testing.assert_allclose(hist, 1 / 16, atol=0.005)
+
+
+def test_random_hole_and_cut_against_a_numpy_disc():
+    """The one damage routine: a wrapped disc at an integer cell (or in the middle half, for
+    the trainer), radius in range; ``cut`` zeroes every channel under it."""
+    for seed in range(5):
+        key = jax.random.key(seed)
+        hole = np.asarray(physics.random_hole(key, (12, 10), (2.0, 4.0)))
+        kc, kr = jax.random.split(key)
+        cy, cx = (int(v) for v in jax.random.randint(kc, (2,), 0, jnp.array([12, 10])))
+        r = float(jax.random.uniform(kr, (), minval=2.0, maxval=4.0))
+        want = np.zeros((12, 10), bool)
+        for y in range(12):
+            for x in range(10):
+                dy, dx = min(abs(y - cy), 12 - abs(y - cy)), min(abs(x - cx), 10 - abs(x - cx))
+                want[y, x] = dy * dy + dx * dx <= r * r
+        np.testing.assert_array_equal(hole, want)
+        middle = np.argwhere(np.asarray(physics.random_hole(key, (40, 40), (0.05, 0.2), (0.25, 0.75), 40)))
+        assert middle.size and 10 - 8 <= middle.mean(0).min() and middle.mean(0).max() <= 30 + 8
+    cells = jnp.ones((12, 10, 3))
+    out = np.asarray(physics.cut(cells, jnp.asarray(want)))
+    assert (out[want] == 0).all() and (out[~want] == 1).all()

@@ -126,6 +126,7 @@ def test_trainer_overrides_the_rules():
         ({"stage": "parent"}, "needs --init-child"),
         ({"stage": "grandparent"}, "--stage must be"),
         ({"agent": "mappo"}, "not a pool run"),
+        ({"learn_perception": ["child"]}, "learn_perception must be"),
     ],
 )
 def test_bad_settings_are_named(settings, message):
@@ -167,3 +168,23 @@ def test_floats_without_a_dot_are_numbers(tmp_path):
     path = tmp_path / "f.yaml"
     path.write_text("lr: 3e-4\n")
     assert load_settings(str(path)) == {"lr": 3e-4}
+
+
+def test_cells_learn_their_perception_and_layers_take_one_integer():
+    """learn_perception=[cell] (a flat task: Digits' learned 3x3 perception) gives the cells the
+    raw neighbourhood and learnable kernels; trainer.layers=2 deepens every level; a level
+    that does not act is refused by name; the record round-trips."""
+    import jax
+
+    run = PoolRunConfig.for_task("Digits-v0", grid=28, hidden=8, learn_perception=["cell"], trainer={"layers": 2})
+    env, _, cfg, (init, _) = run.build()
+    assert env.level("cell").observer.name == "neighbourhood" and cfg.learn_perception == ("cell",)
+    params = jax.eval_shape(init, jax.random.key(0))["cell"]["params"]
+    assert {"perception", "pre_0", "hidden", "out"} <= set(params)
+    assert PoolRunConfig.from_dict(json.loads(json.dumps(run.to_dict()))) == run
+    with pytest.raises(ValueError, match="acts with"):
+        PoolRunConfig.for_task("Digits-v0", grid=28, learn_perception=["cell", "parent"]).build()
+    with pytest.raises(ValueError, match="PoolConfig.layers must be"):
+        PoolConfig(layers={"cell": 0})
+    with pytest.raises(ValueError, match="grid is fixed at 28x28"):
+        PoolRunConfig.for_task("Digits-v0").build()

@@ -335,3 +335,32 @@ def test_policy_apply_is_the_deterministic_action():
     for lvl in ("cell", "parent"):
         assert float(jnp.max(jnp.abs(got[lvl]))) > 0
         np.testing.assert_allclose(got[lvl], want[lvl], rtol=1e-5, atol=1e-6)
+
+
+def test_ppo_policy_runs_on_the_library_rollout_with_its_held_actions():
+    """ppo.policy is a CarryPolicy: hnca_env.rollout.rollout runs it with the coordinators'
+    held action as its carry, step for step what a loop over ppo.act does; evaluate_policy is
+    the library's evaluate, so world_chunk works for PPO too."""
+    from hnca_env.rollout import CarryPolicy, rollout
+
+    cfg = PPOConfig.for_task("Density-v0", **{**TINY, "parent_every": 2})
+    ppo = make_ppo(cfg)
+    params = ppo.init(jax.random.key(0)).params
+    pol = ppo.policy(params, deterministic=False)  # sampled actions: the carry matters
+    assert isinstance(pol, CarryPolicy)
+    env, ep, key, steps = ppo.env, ppo.env_params, jax.random.key(3), 5
+    _, final, recs = rollout(env, pol, key, ep, steps, record=lambda s: s.grids["parent"])
+    # the loop by hand, with the same keys as rollout splits them
+    k_reset, k_run = jax.random.split(key)
+    obs, st = env.reset_env(k_reset, ep)
+    held = {"parent": jnp.zeros((*env.grid_shape("parent"), env.action_dim("parent")))}
+    want = [st.grids["parent"]]
+    for kk in jax.random.split(k_run, steps):
+        k_act, k_step = jax.random.split(kk)
+        action, held, *_ = ppo.act(params, k_act, obs, None, st.time, held, False)
+        obs, st, *_ = env.step_env(k_step, st, action, ep)
+        want.append(st.grids["parent"])
+    np.testing.assert_allclose(recs, jnp.stack(want), rtol=1e-6, atol=1e-6)
+    a = ppo_lib.evaluate_policy(ppo, params, jax.random.key(7), n_worlds=4, deterministic=False, world_chunk=None)
+    b = ppo_lib.evaluate_policy(ppo, params, jax.random.key(7), n_worlds=4, deterministic=False, world_chunk=1)
+    assert a == pytest.approx(b, rel=1e-5, abs=1e-6)
