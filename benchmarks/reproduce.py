@@ -157,14 +157,16 @@ def carry_template(cfg: dict):
     return jax.eval_shape(init, jax.random.key(0))
 
 
-def checkpoints(run: Path, cfg: dict) -> list[tuple[int, Any]]:
-    """``(iteration, policy params)`` of every checkpoint the run kept, oldest first."""
+def checkpoints(run: Path, cfg: dict, every: int = 1) -> list[tuple[int, Any]]:
+    """``(iteration, policy params)`` of every ``every``-th checkpoint the run kept (and the
+    last), oldest first."""
     from agents.checkpoint import CHECKPOINT_SUBDIR, Checkpointer
 
     template = carry_template(cfg)
     out = []
     with Checkpointer(run / CHECKPOINT_SUBDIR, max_to_keep=10_000) as ck:
-        for step in ck.steps():
+        steps = sorted(ck.steps())
+        for step in [s for i, s in enumerate(steps) if i % every == every - 1 or i == len(steps) - 1]:
             state, _, s = ck.restore(template, step)
             out.append((s, state.params))
     return out
@@ -583,9 +585,7 @@ def run_experiment(name: str, runs: Path, quick: bool = False, results: Path | N
     times = _times(run)
     score = exp.score(cfg, key, n)
     curve = []
-    kept = checkpoints(run, cfg)
-    kept = [c for i, c in enumerate(kept) if i % exp.curve_every == exp.curve_every - 1 or i == len(kept) - 1]
-    for it, params in kept:
+    for it, params in checkpoints(run, cfg, exp.curve_every):
         row = {"iteration": it, "time": times(it), **score(params)}
         row["bars_met"] = [b.name for b in exp.bars if b.met(row)]
         curve.append(row)

@@ -514,7 +514,7 @@ class HNCAEnv(environment.Environment):
         for i, k in enumerate(jax.random.split(key, self.max_damage_holes)):
             hole = physics.random_hole(k, self.grid, (params.damage_radius[0], params.damage_radius[1]))
             keep = keep & ~(hole & (i < params.damage_holes))
-        return physics.cut(cells, ~(keep | ~hit))
+        return physics.cut(cells, ~keep & hit)
 
     def get_obs(self, state: EnvState, params: EnvParams | None = None, key=None, levels=None) -> dict:
         """Observations ``{level: (H_l, W_l, O_l)}`` of the acting levels (or of ``levels``)."""

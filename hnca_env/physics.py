@@ -282,9 +282,7 @@ def random_hole(
         centre = jax.random.randint(kc, (2,), 0, jnp.array([h, w]))
     else:
         centre = jnp.array([h, w]) * jax.random.uniform(kc, (2,), minval=centre_range[0], maxval=centre_range[1])
-    radius = jax.random.uniform(kr, (), minval=radius_range[0], maxval=radius_range[1])
-    if radius_scale != 1.0:
-        radius = radius * radius_scale
+    radius = jax.random.uniform(kr, (), minval=radius_range[0], maxval=radius_range[1]) * radius_scale
     return circle_mask(shape, centre, radius)
 
 

@@ -87,3 +87,32 @@ def test_evaluate_does_not_depend_on_the_chunk(grow_env):
     a = evaluate_worlds(env, pol, jax.random.key(1), params, n_worlds=4, steps=5, world_chunk=None)
     b = evaluate_worlds(env, pol, jax.random.key(1), params, n_worlds=4, steps=5, world_chunk=1)
     _assert_trees_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_a_carry_policy_keeps_its_carry_and_a_plain_one_is_wrapped():
+    """rollout threads a CarryPolicy's carry step to step (here: a step counter the action
+    reads); a plain policy gives the numbers of its CarryPolicy wrapper; a non-policy is
+    refused by name."""
+    import jax.numpy as jnp
+
+    import hnca_env
+    from hnca_env.evaluate import zero_policy
+    from hnca_env.rollout import CarryPolicy, as_carry_policy, rollout
+
+    env, params = hnca_env.make("Grow-v0", grid=(8, 8), target_size=6)
+    zero = zero_policy(env)
+
+    def step(key, obs, count, state):
+        act = zero(key, obs)
+        return {lvl: a + 0.01 * count for lvl, a in act.items()}, count + 1
+
+    counting = CarryPolicy(init=lambda state: jnp.float32(0.0), step=step)
+    _, _, counts = rollout(env, counting, jax.random.key(0), params, 4, record=lambda s: s.time)
+    assert counts.tolist() == [0, 1, 2, 3, 4]
+    a = rollout(env, zero, jax.random.key(1), params, 3)[1].grids["cell"]
+    b = rollout(env, as_carry_policy(zero), jax.random.key(1), params, 3)[1].grids["cell"]
+    np.testing.assert_array_equal(a, b)
+    c = rollout(env, counting, jax.random.key(1), params, 3)[1].grids["cell"]
+    assert not np.array_equal(a, c)  # the carry reached the actions
+    with pytest.raises(TypeError, match="a policy must be"):
+        as_carry_policy("zero")
