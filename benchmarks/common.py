@@ -149,8 +149,11 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]], left: int = 1) -
 def write_json(path: Path, payload: dict[str, Any]) -> None:
     """Write ``payload`` (with the end-of-run load average added to its environment)."""
     payload.setdefault("environment", {})["load_average_at_end"] = list(os.getloadavg())
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=2, default=_jsonable))
+    tmp = path.with_name(path.name + ".tmp")  # written whole, then renamed: never half a file
+    tmp.write_text(json.dumps(payload, indent=2, default=_jsonable))
+    os.replace(tmp, path)
     print(f"wrote {path}")
 
 
