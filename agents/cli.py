@@ -26,6 +26,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from agents.pool_run import RUN_SETTINGS, PoolRunConfig, load_config
@@ -624,7 +625,41 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--steps", type=int, help="rollout steps (default: the episode length)")
     ev.add_argument("--seed", type=int, default=EVAL_SEED)
     ev.set_defaults(func=_cmd_eval)
+    be = sub.add_parser(
+        "bench",
+        help="run a benchmark suite (docs/protocol.md): every task x algorithm, resumable, "
+        "then the scoreboard (markdown, marl-eval JSON, plots)",
+    )
+    be.add_argument("--suite", default="cpu-small", help="suite name (cpu-small, gpu-full)")
+    be.add_argument(
+        "--algorithms",
+        default="random,do-nothing,pool,ippo,mappo",
+        help="comma-separated built-in algorithms (random, do-nothing, pool, ippo, mappo, es)",
+    )
+    be.add_argument("--tasks", help="comma-separated task ids (default: all of the suite's)")
+    be.add_argument("--out", metavar="DIR", help="run directory (finished runs are kept and skipped)")
+    be.add_argument("--quick", action="store_true", help="the suite's smoke version: 8-step episodes, 2 seeds")
+    be.add_argument("--report", metavar="DIR", help="only re-render DIR's scoreboard from its saved runs")
+    be.set_defaults(func=_cmd_bench)
     return parser
+
+
+def _cmd_bench(args) -> int:
+    from agents import benchmark
+
+    if args.report:
+        benchmark.write_report(args.report)
+        print((Path(args.report) / "scoreboard.md").read_text())
+        return 0
+    if not args.out:
+        raise ValueError("hnca bench needs --out DIR (or --report DIR)")
+    tasks = [t for t in args.tasks.split(",") if t] if args.tasks else None
+    suite = benchmark.quick_suite(args.suite, tasks) if args.quick else benchmark.get_suite(args.suite)
+    algorithms = [a for a in args.algorithms.split(",") if a]
+    benchmark.bench(suite, algorithms, args.out, tasks=tasks)
+    print((Path(args.out) / "scoreboard.md").read_text())
+    print(f"wrote {args.out}/scoreboard.md, scoreboard.json, marl_eval.json, scores.png, aggregate.png, profiles.png")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,88 @@
+"""The benchmark protocol (agents/benchmark.py, hnca bench): pinned keys, normalisation by
+hand, a user's policy and trainer scored on the suite's terms, the quick bench end to end."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from agents import benchmark
+from agents.cli import main as hnca
+from hnca_env.evaluate import zero_policy
+
+
+def test_the_suite_keys_are_pinned():
+    """Changing the evaluation or training keys changes every published number: pinned."""
+    s = benchmark.get_suite("cpu-small")
+    assert jax.random.key_data(s.eval_key(0)).tolist() == [1751636439, 139336245]
+    assert jax.random.key_data(s.eval_key(9)).tolist() == [3746193377, 2060899257]
+    assert jax.random.key_data(s.train_key(1)).tolist() == [928981903, 3453687069]
+    assert (s.seeds, s.eval_worlds) == (10, 32)
+    import hnca_env
+
+    assert sorted(t.task for t in s.tasks) == sorted(hnca_env.registered_envs())  # every id
+
+
+def test_normalisation_by_hand():
+    s = benchmark.get_suite("cpu-small")
+    grow, digits = s.task("Grow-v0"), s.task("Digits-v0")
+    assert (grow.reference, grow.higher_is_better) == (0.0, False)
+    assert (digits.reference, digits.higher_is_better) == (1.0, True)
+    # an error: do-nothing 0.08 -> 0, perfect 0 -> 1, 0.02 -> 0.75, 0.16 -> -1
+    np.testing.assert_allclose(benchmark.normalised(grow, [0.08, 0.0, 0.02, 0.16], 0.08), [0, 1, 0.75, -1])
+    # an accuracy: do-nothing 0.25 -> 0, 1 -> 1, 0.625 -> 0.5; a diverged run counts as FAILED
+    np.testing.assert_allclose(
+        benchmark.normalised(digits, [0.25, 1.0, 0.625, float("nan")], 0.25), [0, 1, 0.5, benchmark.FAILED]
+    )
+
+
+def test_bad_names_are_refused():
+    with pytest.raises(ValueError, match="unknown suite 'nope'"):
+        benchmark.get_suite("nope")
+    with pytest.raises(ValueError, match="has no task 'Nope-v0'"):
+        benchmark.get_suite("cpu-small").task("Nope-v0")
+    with pytest.raises(ValueError, match="unknown algorithm"):
+        benchmark.bench("cpu-small", ["sarsa"], "/tmp/never-written")
+    with pytest.raises(ValueError, match="exactly one of"):
+        benchmark.run_algorithm("cpu-small", "random", task="Grow-v0", policy_maker=zero_policy)
+
+
+def test_a_users_policy_and_trainer_get_a_row():
+    """docs/protocol.md's example: a policy (no training) and a trainer, scored as ours are.
+    The do-nothing policy given as a user's policy normalises to exactly 0."""
+    suite = benchmark.quick_suite("cpu-small", ["Grow-v0"])
+    row = benchmark.score_algorithm(suite, policy_maker=zero_policy, reps=100)
+    assert row["tasks"]["Grow-v0"]["normalised"] == [0.0, 0.0] and row["iqm"] == 0.0
+
+    calls = []
+
+    def trainer(env, env_params, budget, key):
+        calls.append(budget)
+        return zero_policy(env)
+
+    row = benchmark.score_algorithm(suite, trainer=trainer, do_nothing={"Grow-v0": 0.5}, reps=100)
+    assert calls == [1024, 1024]  # one training per seed, at the suite's budget
+    assert len(row["tasks"]["Grow-v0"]["scores"]) == 2 and np.isfinite(row["iqm"])
+
+
+def test_hnca_bench_quick_runs_resumes_and_reports(tmp_path, capsys):
+    out = tmp_path / "bench"
+    argv = ["bench", "--quick", "--tasks", "Grow-v0", "--algorithms", "random,pool", "--out", str(out)]
+    assert hnca(argv) == 0
+    runs = sorted(p.name for p in (out / "runs").glob("*.json"))
+    assert runs == sorted(f"Grow-v0__{a}.json" for a in ("do-nothing", "random", "pool"))
+    for name in ("scoreboard.md", "scoreboard.json", "marl_eval.json", "scores.png", "aggregate.png", "profiles.png"):
+        assert (out / name).stat().st_size > 0, name
+    raw = json.loads((out / "marl_eval.json").read_text())["hnca_env"]
+    step = raw["Grow-v0"]["pool"]["run_1"]["step_0"]
+    assert step["step_count"] == 1024 and len(step["mse"]) == 1
+    board = json.loads((out / "scoreboard.json").read_text())
+    assert board["rows"]["do-nothing"]["iqm"] == 0.0 and set(board["rows"]) == {"do-nothing", "random", "pool"}
+    # a second call finds every run done: nothing is retrained (the files stay as they were)
+    stamp = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*.json")}
+    assert hnca(argv) == 0
+    assert {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*.json")} == stamp
+    capsys.readouterr()
+    assert hnca(["bench", "--report", str(out)]) == 0
+    assert "| Grow-v0 | mse ↓ |" in capsys.readouterr().out
