@@ -45,6 +45,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 from gymnax.environments import environment, spaces
 
@@ -65,6 +66,12 @@ from hnca_env.tasks.base import is_concrete as _is_concrete
 Array = jax.Array
 
 OBS_MODES = validate.OBS_MODES  # observation modes by name
+#: How each level is linked to the one below: ``intact`` (the clusters H-NCA defines),
+#: ``no-broadcast`` (the coordinators sense, but their broadcast never reaches the level below:
+#: the ablation of the coordination) and ``rewired`` (each coordinator's children are a fixed
+#: random set of the level below's cells, the same for its sensor, broadcast and reward: the
+#: control of Evolving H-NCA, Bielawski et al. 2024).
+COUPLINGS = ("intact", "no-broadcast", "rewired")
 
 @struct.dataclass
 class EnvState(environment.EnvState):
@@ -118,6 +125,9 @@ class HNCAEnv(environment.Environment):
       max_damage_holes: static upper bound of ``params.damage_holes``.
       max_damage_events: length of ``params.damage_times``; 0 (default) compiles no damage.
       default_overrides: numbers for ``default_params`` (e.g. ``tau_c=100``).
+      coupling: :data:`COUPLINGS`: the links as H-NCA defines them (``intact``), or an ablation
+        of them (``no-broadcast``, or ``rewired`` with the permutation drawn from
+        ``coupling_seed``); needs a coordinator level.
       levels: the whole hierarchy as data, finest first (:class:`hnca_env.levels.Level`, any
         depth); replaces ``channels``, ``perception``, ``sobel_scale``, ``cell_obs``,
         ``parent``, ``cluster``, ``parent_channels``, ``signals`` and ``parent_*``, which build
@@ -152,6 +162,8 @@ class HNCAEnv(environment.Environment):
         default_overrides: Mapping[str, Any] | None = None,
         name: str = "HNCA",
         levels: Any = None,
+        coupling: str = "intact",
+        coupling_seed: int = 0,
     ):
         self.task = task if task is not None else Task()
         self.grid = validate.check_grid(grid)
@@ -175,6 +187,18 @@ class HNCAEnv(environment.Environment):
             self._shapes[lv.name], self._scales[lv.name] = (h // k, w // k), k
         self.mux = levels_lib.multiplexer(multiplexer)
         self.multiplexer = self.mux.name
+        if coupling not in COUPLINGS:
+            raise ValueError(f"coupling must be one of {COUPLINGS}, got {coupling!r}")
+        if coupling != "intact" and len(self.levels) < 2:
+            raise ValueError(f"coupling={coupling!r} ablates the links between levels: this env has one level")
+        if isinstance(coupling_seed, bool) or not isinstance(coupling_seed, (int, np.integer)) or coupling_seed < 0:
+            raise ValueError(f"coupling_seed must be an integer >= 0, got {coupling_seed!r}")
+        self.coupling = coupling
+        self._rewiring = {}  # link i -> (perm, inverse) of the flat cells of level i - 1
+        rng = np.random.default_rng(int(coupling_seed))
+        for i in range(1, len(self.levels)) if coupling == "rewired" else ():
+            perm = rng.permutation(int(np.prod(self._shapes[self.levels[i - 1]])))
+            self._rewiring[i] = (perm, np.argsort(perm))
         if self.mux.scaled and len(self.levels) > 2:
             raise ValueError(
                 f"multiplexer {self.multiplexer!r} reads EnvParams.actuator_scale/sensor_scale, which "
@@ -461,10 +485,29 @@ class HNCAEnv(environment.Environment):
             t = t + params.start_delay[lvl]
         return t
 
+    def _sense(self, i: int, lower: Array) -> Array:
+        """Link ``i``'s sensor: each agent of level ``i`` averages its cluster of level ``i-1``
+        (under ``rewired``, its fixed random set of that level's cells)."""
+        if i in self._rewiring:
+            h, w, c = lower.shape
+            lower = lower.reshape(h * w, c)[self._rewiring[i][0]].reshape(h, w, c)
+        return physics.sensor(lower, self.level_specs[i].cluster)
+
+    def _broadcast(self, i: int, signal: Array) -> Array:
+        """Link ``i``'s actuator signal on the grid of level ``i-1``: each agent's signal on the
+        cells it covers (none under ``no-broadcast``; its rewired cells under ``rewired``)."""
+        up = physics.upsample(signal, self.level_specs[i].cluster)
+        if self.coupling == "no-broadcast":
+            return jnp.zeros_like(up)
+        if i in self._rewiring:
+            h, w, c = up.shape
+            up = up.reshape(h * w, c)[self._rewiring[i][1]].reshape(h, w, c)
+        return up
+
     def _first_state(self, i: int, lower: Array) -> Array:
         """First state of level ``i``: the sensed level below in its first channels, zeros after."""
         spec = self.level_specs[i]
-        sensed = physics.sensor(lower, spec.cluster)
+        sensed = self._sense(i, lower)
         pad = spec.channels - self.level_specs[i - 1].channels
         return jnp.pad(sensed, ((0, 0), (0, 0), (0, pad))) if pad else sensed
 
@@ -492,9 +535,9 @@ class HNCAEnv(environment.Environment):
         upper_upd = upper + delta * m
         a_scale = params.actuator_scale if self.mux.scaled else None
         s0 = low.channels - spec.signals
-        mixed = self.mux(lower[..., s0 : s0 + spec.signals], physics.upsample(signal, spec.cluster), a_scale)
+        mixed = self.mux(lower[..., s0 : s0 + spec.signals], self._broadcast(i, signal), a_scale)
         lower_act = jnp.concatenate([lower[..., :s0], mixed, lower[..., s0 + spec.signals :]], axis=-1)
-        sensed = physics.sensor(lower_act, spec.cluster)
+        sensed = self._sense(i, lower_act)
         s_scale = params.sensor_scale if self.mux.scaled else None
         head = self.mux(upper_upd[..., : low.channels], sensed, s_scale)
         upper_coupled = jnp.concatenate([head, upper_upd[..., low.channels :]], axis=-1)
@@ -527,7 +570,7 @@ class HNCAEnv(environment.Environment):
             spec, below = self.level(lvl), self.level_below(lvl)
             parts = [spec.observer(state.grids[lvl], self._kernels[lvl])]
             if below is not None:
-                parts.append(physics.sensor(state.grids[below], spec.cluster))
+                parts.append(self._sense(self._index[lvl], state.grids[below]))
             if lvl in extra:
                 x = jnp.asarray(extra[lvl], jnp.float32)  # (D,) is broadcast over the level's grid
                 parts.append(jnp.broadcast_to(x, (*self.grid_shape(lvl), x.shape[-1])))

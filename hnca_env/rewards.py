@@ -177,8 +177,13 @@ def complete_levels(env, rewards: Mapping[str, Array]) -> dict[str, Array]:
     unknown = set(out) - set(env.levels)
     if unknown:
         raise ValueError(f"reward returned unknown level(s) {sorted(unknown)}; levels: {env.levels}")
-    for level in env.levels[1:]:
-        if level not in out:
+    rewired = getattr(env, "coupling", "intact") == "rewired"
+    below = jnp.asarray(out["cell"])[..., None]
+    for i, level in enumerate(env.levels[1:], start=1):
+        if rewired:  # a coordinator's reward is the mean over the cells it is linked to
+            below = env._sense(i, below)
+            out.setdefault(level, below[..., 0])
+        elif level not in out:
             out[level] = physics.sensor(jnp.asarray(out["cell"])[..., None], env.level_scale(level))[..., 0]
     for level, v in out.items():
         want = env.grid_shape(level)
