@@ -35,6 +35,12 @@ RewardFn = Callable[[Any, Any, Any, Any], dict[str, Array]]
 def _pool_levels(env, cell_map: Array) -> dict[str, Array]:
     """A cell-level map and its cluster means for every acting coordinator level."""
     out = {"cell": cell_map}
+    if getattr(env, "coupling", "intact") == "rewired":  # the mean over the cells it is linked to
+        below = cell_map[..., None]
+        for i, level in enumerate(env.levels[1:], start=1):
+            below = env._sense(i, below)
+            out[level] = below[..., 0]
+        return out
     for level in env.levels[1:]:
         out[level] = physics.sensor(cell_map[..., None], env.level_scale(level))[..., 0]
     return out
@@ -177,14 +183,10 @@ def complete_levels(env, rewards: Mapping[str, Array]) -> dict[str, Array]:
     unknown = set(out) - set(env.levels)
     if unknown:
         raise ValueError(f"reward returned unknown level(s) {sorted(unknown)}; levels: {env.levels}")
-    rewired = getattr(env, "coupling", "intact") == "rewired"
-    below = jnp.asarray(out["cell"])[..., None]
-    for i, level in enumerate(env.levels[1:], start=1):
-        if rewired:  # a coordinator's reward is the mean over the cells it is linked to
-            below = env._sense(i, below)
-            out.setdefault(level, below[..., 0])
-        elif level not in out:
-            out[level] = physics.sensor(jnp.asarray(out["cell"])[..., None], env.level_scale(level))[..., 0]
+    missing = [level for level in env.levels[1:] if level not in out]
+    if missing:
+        pooled = _pool_levels(env, jnp.asarray(out["cell"]))
+        out.update({level: pooled[level] for level in missing})
     for level, v in out.items():
         want = env.grid_shape(level)
         if jnp.shape(v) != want:
