@@ -40,6 +40,22 @@ from hnca_env.evaluate import evaluate_worlds, policy_from_apply, random_policy,
 HIGHER_IS_BETTER = frozenset({"all_correct", "cell_accuracy", "all_right", "all_agree"})
 #: The built-in algorithms ``hnca bench`` knows by name.
 ALGORITHMS = ("random", "do-nothing", "pool", "ippo", "mappo", "es")
+#: The hierarchy's ablations (``HNCAEnv(coupling=...)``): ``ALGO@COUPLING`` trains and scores
+#: ``ALGO`` with the coordinators' broadcast zeroed or their clusters rewired at random.
+ABLATIONS = ("no-broadcast", "rewired")
+
+
+def split_name(algorithm: str) -> tuple[str, str]:
+    """``"pool@rewired" -> ("pool", "rewired")``; a plain name has the ``intact`` coupling."""
+    base, _, coupling = algorithm.partition("@")
+    coupling = coupling or "intact"
+    if base not in ALGORITHMS:
+        raise ValueError(f"unknown algorithm {base!r}; built in: {ALGORITHMS}")
+    if coupling != "intact" and (coupling not in ABLATIONS or base in ("random", "do-nothing")):
+        raise ValueError(
+            f"{algorithm!r}: an ablation is a trained algorithm @ one of {ABLATIONS} (e.g. pool@rewired)"
+        )
+    return base, coupling
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,7 +191,10 @@ def quick_suite(suite: str | Suite = "cpu-small", tasks: Sequence[str] | None = 
         if "task_params" in kw:
             kw["task_params"] = {"recover_steps": 2}
         small.append(dataclasses.replace(t, env_kwargs=kw, budget=1024))
-    return dataclasses.replace(base, name=base.name + "-quick", tasks=tuple(small), seeds=2, eval_worlds=4)
+    return dataclasses.replace(
+        base, name=base.name + "-quick", tasks=tuple(small), seeds=2, eval_worlds=4,
+        description=f"the smoke version of {base.name}: 8-step episodes, 1,024 world steps, 2 seeds x 4 worlds",
+    )  # fmt: skip
 
 
 # ------------------------------------------------------------------------------- scoring
@@ -298,6 +317,15 @@ Trainer = Callable[[Any, Any, int, jax.Array], Any]  # (env, env_params, budget,
 PolicyMaker = Callable[[Any], Any]  # env -> policy
 
 
+def ablated(spec: TaskSpec, coupling: str) -> TaskSpec:
+    """``spec`` with its links ablated (:data:`ABLATIONS`; ``intact``: ``spec`` itself)."""
+    if coupling == "intact":
+        return spec
+    if len(spec.make()[0].levels) < 2:
+        raise ValueError(f"{spec.task} has one level, no links to ablate ({coupling!r})")
+    return dataclasses.replace(spec, env_kwargs={**spec.env_kwargs, "coupling": coupling})
+
+
 def run_algorithm(
     suite: str | Suite,
     algorithm: str | None = None,
@@ -318,7 +346,8 @@ def run_algorithm(
     seeds = list(range(suite.seeds)) if seeds is None else list(seeds)
     t0 = time.perf_counter()
     if algorithm is not None:
-        per_seed, info = _builtin(algorithm, suite, spec, seeds)
+        base, coupling = split_name(algorithm)
+        per_seed, info = _builtin(base, suite, ablated(spec, coupling), seeds)
     elif policy_maker is not None:
         env, _ = spec.make(evaluation=True)
         per_seed, info = _score_seeds(suite, spec, policy_maker(env), seeds), {}
@@ -417,12 +446,10 @@ def bench(
     (it is the normalisation's zero)."""
     suite = get_suite(suite)
     out = Path(out)
-    unknown = [a for a in algorithms if a not in ALGORITHMS]
-    if unknown:
-        raise ValueError(f"unknown algorithm(s) {unknown}; built in: {ALGORITHMS}")
+    for a in algorithms:
+        split_name(a)
     chosen = [t.task for t in suite.tasks] if tasks is None else list(tasks)
-    for t in chosen:
-        suite.task(t)
+    levels = {t: len(suite.task(t).make()[0].levels) for t in chosen}
     algos = ["do-nothing", *[a for a in algorithms if a != "do-nothing"]]
     meta = out / "suite.json"
     record = {"suite": suite.name, "seeds": suite.seeds, "eval_worlds": suite.eval_worlds,
@@ -430,7 +457,12 @@ def bench(
     if meta.exists() and json.loads(meta.read_text())["suite"] != suite.name:
         raise ValueError(f"{out} holds a run of suite {json.loads(meta.read_text())['suite']!r}, not {suite.name!r}")
     _atomic_json(meta, _jsonable(record))
-    todo = [(t, a) for t in chosen for a in algos if not run_path(out, t, a).exists()]
+    todo = [
+        (t, a)
+        for t in chosen
+        for a in algos
+        if not run_path(out, t, a).exists() and (split_name(a)[1] == "intact" or levels[t] > 1)
+    ]  # an ablation runs on the tasks with coordinators only
     from tqdm import tqdm
 
     bar = tqdm(todo, desc=f"hnca bench {suite.name}", disable=not progress, unit="run")
@@ -499,17 +531,18 @@ def write_report(out: str | Path, reps: int = 2000) -> dict:
     suite = quick_suite(name.removesuffix("-quick")) if name.endswith("-quick") else get_suite(name)
     runs = load_runs(out)
     do_nothing = {t: float(np.mean(a["do-nothing"]["scores"])) for t, a in runs.items() if "do-nothing" in a}
-    algos = sorted({a for algos in runs.values() for a in algos}, key=lambda a: (ALGORITHMS + (a,)).index(a))
+    algos = sorted({a for algos in runs.values() for a in algos}, key=_order)
     rows = {}
     for algo in algos:
         done = {t: a[algo] for t, a in runs.items() if algo in a and t in do_nothing}
         if done:
             rows[algo] = row_of(suite, done, do_nothing, reps=reps)
     scores = {a: {t: np.asarray(r["tasks"][t]["normalised"]) for t in r["tasks"]} for a, r in rows.items()}
+    names = list(rows)
     improvement = {
-        f"{a} > {b}": stats.probability_of_improvement(scores[a], scores[b])
-        for a in rows for b in rows if a != b and set(scores[a]) & set(scores[b])
-    }  # fmt: skip
+        f"{b} > {a}": stats.probability_of_improvement(scores[b], scores[a])
+        for i, a in enumerate(names) for b in names[i + 1 :] if set(scores[a]) & set(scores[b])
+    }  # fmt: skip (one direction: P(a > b) = 1 - P(b > a))
     board = {"suite": meta["suite"], "rows": rows, "probability_of_improvement": improvement,
              "do_nothing": do_nothing, "commits": sorted({r.get("commit") or "?" for a in runs.values()
                                                           for r in a.values()})}  # fmt: skip
@@ -518,6 +551,47 @@ def write_report(out: str | Path, reps: int = 2000) -> dict:
     (out / "scoreboard.md").write_text(markdown(suite, runs, board))
     _plots(out, suite, rows, scores)
     return board
+
+
+def _order(algorithm: str) -> tuple[int, int]:
+    base, coupling = split_name(algorithm)
+    return ALGORITHMS.index(base), ("intact", *ABLATIONS).index(coupling)
+
+
+def ablation_table(suite: Suite, runs, do_nothing) -> str:
+    """Per task with coordinators and per trained algorithm: the intact hierarchy beside its
+    ablations (raw metric, mean ± 1.96 standard errors over seeds), and the probability that an
+    intact run beats an ablated one (normalised scores of that task)."""
+    lines = []
+    for task, per in runs.items():
+        spec = suite.task(task)
+        for base in ALGORITHMS[2:]:
+            if base not in per or not any(f"{base}@{c}" in per for c in ABLATIONS):
+                continue
+            cells, probs = [], []
+            for name in (base, *[f"{base}@{c}" for c in ABLATIONS]):
+                rec = per.get(name)
+                cells.append(_mean_ci(rec["scores"]) if rec else "")
+                if rec and name != base and task in do_nothing:
+                    a = normalised(spec, per[base]["scores"], do_nothing[task])
+                    b = normalised(spec, rec["scores"], do_nothing[task])
+                    probs.append(f"{stats.probability_of_improvement({task: a}, {task: b}):.2f}")
+                elif name != base:
+                    probs.append("")
+            arrow = "↑" if spec.higher_is_better else "↓"
+            lines.append(f"| {task} | {spec.metric} {arrow} | {base} | " + " | ".join(cells + probs) + " |")
+    if not lines:
+        return ""
+    head = ["| task | metric | algorithm | intact | " + " | ".join(ABLATIONS) + " | "
+            + " | ".join(f"P(intact > {c})" for c in ABLATIONS) + " |",
+            "|---|---|---|" + "---:|" * (1 + 2 * len(ABLATIONS))]  # fmt: skip
+    return "\n".join(head + lines)
+
+
+def _mean_ci(scores) -> str:
+    v = np.asarray(scores, np.float64)
+    half = 1.96 * v.std(ddof=1) / np.sqrt(v.size) if v.size > 1 else float("nan")
+    return f"{v.mean():.4g} ± {half:.2g}"
 
 
 def markdown(suite: Suite, runs, board) -> str:
@@ -532,9 +606,7 @@ def markdown(suite: Suite, runs, board) -> str:
             if a not in per:
                 cells.append("")
                 continue
-            v = np.asarray(per[a]["scores"], np.float64)
-            half = 1.96 * v.std(ddof=1) / np.sqrt(v.size) if v.size > 1 else float("nan")
-            cells.append(f"{v.mean():.4g} ± {half:.2g}")
+            cells.append(_mean_ci(per[a]["scores"]))
         arrow = "↑" if spec.higher_is_better else "↓"
         lines.append(f"| {task} | {spec.metric} {arrow} | " + " | ".join(cells) + " |")
     lines += ["", "Normalised (do-nothing = 0, the metric's perfect value = 1), over every (task, seed) run:", ""]
@@ -544,8 +616,12 @@ def markdown(suite: Suite, runs, board) -> str:
         lo, hi = r["iqm_ci"]
         lines.append(f"| {a} | {r['iqm']:.3g} | [{lo:.3g}, {hi:.3g}] | {len(r['tasks'])} |")
     if board["probability_of_improvement"]:
-        lines += ["", "Probability of improvement P(X > Y):", ""]
+        lines += ["", "Probability of improvement P(X > Y) (P(Y > X) = 1 − P(X > Y)):", ""]
         lines += [f"- {k}: {v:.2f}" for k, v in board["probability_of_improvement"].items()]
+    ablations = ablation_table(suite, runs, board["do_nothing"])
+    if ablations:
+        lines += ["", "Does the hierarchy help? The same trainer and budget with the coordinators' broadcast "
+                  "zeroed (`no-broadcast`) and their clusters rewired at random (`rewired`):", "", ablations]  # fmt: skip
     lines += ["", "Raw cells: mean over seeds ± 1.96 standard errors (seeds' spread).",
               f"Commits: {', '.join(c[:12] for c in board['commits'])}", ""]  # fmt: skip
     return "\n".join(lines)
@@ -600,7 +676,7 @@ def _plots(out: Path, suite: Suite, rows: dict, scores: dict) -> None:
 
 
 __all__ = [
-    "ALGORITHMS", "SUITES", "Suite", "TaskSpec", "bench", "evaluate_policy", "get_suite", "load_runs",
+    "ABLATIONS", "ALGORITHMS", "SUITES", "ablation_table", "split_name", "Suite", "TaskSpec", "bench", "evaluate_policy", "get_suite", "load_runs",
     "marl_eval_json", "normalised", "quick_suite", "row_of", "run_algorithm", "score_algorithm",
     "write_report",
 ]  # fmt: skip

@@ -636,6 +636,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="random,do-nothing,pool,ippo,mappo",
         help="comma-separated built-in algorithms (random, do-nothing, pool, ippo, mappo, es)",
     )
+    be.add_argument(
+        "--ablations",
+        action="store_true",
+        help="also each trained algorithm with the coordinators' broadcast zeroed and their clusters "
+        "rewired (ALGO@no-broadcast, ALGO@rewired), on the tasks with coordinators",
+    )
     be.add_argument("--tasks", help="comma-separated task ids (default: all of the suite's)")
     be.add_argument("--out", metavar="DIR", help="run directory (finished runs are kept and skipped)")
     be.add_argument("--quick", action="store_true", help="the suite's smoke version: 8-step episodes, 2 seeds")
@@ -656,6 +662,9 @@ def _cmd_bench(args) -> int:
     tasks = [t for t in args.tasks.split(",") if t] if args.tasks else None
     suite = benchmark.quick_suite(args.suite, tasks) if args.quick else benchmark.get_suite(args.suite)
     algorithms = [a for a in args.algorithms.split(",") if a]
+    if args.ablations:
+        trained = [a for a in algorithms if a not in ("random", "do-nothing") and "@" not in a]
+        algorithms += [f"{a}@{c}" for a in trained for c in benchmark.ABLATIONS]
     benchmark.bench(suite, algorithms, args.out, tasks=tasks)
     print((Path(args.out) / "scoreboard.md").read_text())
     print(f"wrote {args.out}/scoreboard.md, scoreboard.json, marl_eval.json, scores.png, aggregate.png, profiles.png")

@@ -66,18 +66,20 @@ def test_a_users_policy_and_trainer_get_a_row():
 
 
 def test_hnca_bench_quick_runs_resumes_and_reports(tmp_path, capsys):
+    """hnca bench --quick end to end: do-nothing first, a baseline and a trained algorithm."""
     out = tmp_path / "bench"
     argv = ["bench", "--quick", "--tasks", "Grow-v0", "--algorithms", "random,pool", "--out", str(out)]
     assert hnca(argv) == 0
+    algos = ("random", "do-nothing", "pool")
     runs = sorted(p.name for p in (out / "runs").glob("*.json"))
-    assert runs == sorted(f"Grow-v0__{a}.json" for a in ("do-nothing", "random", "pool"))
+    assert runs == sorted(f"Grow-v0__{a}.json" for a in algos)
     for name in ("scoreboard.md", "scoreboard.json", "marl_eval.json", "scores.png", "aggregate.png", "profiles.png"):
         assert (out / name).stat().st_size > 0, name
     raw = json.loads((out / "marl_eval.json").read_text())["hnca_env"]
     step = raw["Grow-v0"]["pool"]["run_1"]["step_0"]
     assert step["step_count"] == 1024 and len(step["mse"]) == 1
     board = json.loads((out / "scoreboard.json").read_text())
-    assert board["rows"]["do-nothing"]["iqm"] == 0.0 and set(board["rows"]) == {"do-nothing", "random", "pool"}
+    assert board["rows"]["do-nothing"]["iqm"] == 0.0 and list(board["rows"]) == list(algos)
     # a second call finds every run done: nothing is retrained (the files stay as they were)
     stamp = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*.json")}
     assert hnca(argv) == 0
@@ -85,3 +87,44 @@ def test_hnca_bench_quick_runs_resumes_and_reports(tmp_path, capsys):
     capsys.readouterr()
     assert hnca(["bench", "--report", str(out)]) == 0
     assert "| Grow-v0 | mse ↓ |" in capsys.readouterr().out
+
+
+def test_the_report_and_its_ablation_table_from_saved_runs(tmp_path):
+    """write_report on hand-made run records: the raw table, the IQM, one-way probabilities of
+    improvement and the ablation table with P(intact > ablated) computed by hand."""
+    suite = benchmark.quick_suite()
+    out = tmp_path / "b"
+    (out / "runs").mkdir(parents=True)
+    (out / "suite.json").write_text(json.dumps({"suite": suite.name}))
+    scores = {"do-nothing": [0.2, 0.2], "pool": [0.05, 0.1], "pool@no-broadcast": [0.15, 0.1],
+              "pool@rewired": [0.05, 0.02]}  # fmt: skip
+    for algo, v in scores.items():
+        rec = {"task": "HNCA-Grow-v0", "algorithm": algo, "budget": 1024, "scores": v,
+               "per_seed": [{"mse": x} for x in v], "commit": "abc"}  # fmt: skip
+        benchmark._atomic_json(benchmark.run_path(out, "HNCA-Grow-v0", algo), rec)
+    board = benchmark.write_report(out, reps=50)
+    # normalised: 1 - mse / 0.2: pool [0.75, 0.5], no-broadcast [0.25, 0.5], rewired [0.75, 0.9]
+    assert board["rows"]["pool"]["tasks"]["HNCA-Grow-v0"]["normalised"] == pytest.approx([0.75, 0.5])
+    assert set(board["probability_of_improvement"]) == {
+        "pool > do-nothing", "pool@no-broadcast > do-nothing", "pool@rewired > do-nothing",
+        "pool@no-broadcast > pool", "pool@rewired > pool", "pool@rewired > pool@no-broadcast",
+    }  # fmt: skip
+    # pool vs no-broadcast: pairs (0.75>0.25, 0.75>0.5, 0.5>0.25, 0.5=0.5 half) -> 3.5/4
+    text = (out / "scoreboard.md").read_text()
+    row = [line for line in text.splitlines() if line.startswith("| HNCA-Grow-v0 | mse ↓ | pool |")]
+    assert row and row[0].endswith("| 0.88 | 0.12 |")  # P(intact > no-broadcast), P(intact > rewired)
+
+
+def test_algorithm_names_and_ablated_specs():
+    assert benchmark.split_name("pool") == ("pool", "intact")
+    assert benchmark.split_name("ippo@rewired") == ("ippo", "rewired")
+    with pytest.raises(ValueError, match="an ablation is a trained algorithm"):
+        benchmark.split_name("random@rewired")
+    with pytest.raises(ValueError, match="an ablation is a trained algorithm"):
+        benchmark.split_name("pool@cut")
+    suite = benchmark.quick_suite()
+    with pytest.raises(ValueError, match="has one level"):
+        benchmark.ablated(suite.task("Grow-v0"), "rewired")
+    env, _ = benchmark.ablated(suite.task("HNCA-Grow-v0"), "rewired").make(evaluation=True)
+    assert env.coupling == "rewired"
+    assert benchmark.ablated(suite.task("Grow-v0"), "intact") is suite.task("Grow-v0")
