@@ -148,3 +148,27 @@ def test_docs_es_blocks_run():
         scope = {}
         exec(compile(block, "docs/es.md", "exec"), scope)
     assert int(scope["state"].iteration) == 5 and np.isfinite(float(scope["metrics"]["loss"]))
+
+
+def test_es_compare_reads_its_curves_at_the_budget():
+    """benchmarks/es_compare.py: scoring points, the equal-budget figure and the verdicts, on a
+    hand-made record (its --quick run takes minutes: it is a benchmark, not a test)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import es_compare
+
+    assert es_compare._points(10, 4) == {2, 5, 8, 10} and es_compare._points(3, 8) == {1, 2, 3}
+    curve = [{"env_steps": s, "seconds": s / 100, "mse": m} for s, m in ((0, 0.08), (100, 0.05), (200, 0.01))]
+    assert es_compare.at_budget(curve, 150)["mse"] == 0.05  # the last score within the budget
+    seeds = [[dict(p, mse=p["mse"] + d) for p in curve] for d in (0.0, 0.001, 0.002)]
+    record = {
+        "Grow-v0": {
+            "reference": {"do-nothing": [{"mse": 0.08}] * 3},
+            "trainers": {"pool": {"budget_world_steps": 200, "curves": seeds, "final": [c[-1] for c in seeds]}},
+        }
+    }
+    text, verdicts = es_compare.report(record, 200)
+    assert "| pool       | 0.011 ± 0.0025 |" in text
+    assert verdicts == ["Grow-v0 mse pool: beats do-nothing"]
