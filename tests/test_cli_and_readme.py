@@ -6,6 +6,7 @@ import re
 
 import numpy as np
 import pytest
+from conftest import TINY_TRAIN as TINY  # the options of `tiny_run` (conftest.py)
 
 import hnca_env
 from agents.cli import main
@@ -22,18 +23,6 @@ def test_hnca_info(capsys):
     assert main(["info", "HNCA-Grow-v0"]) == 0
     out = capsys.readouterr().out
     assert "level 'parent': agents (32, 32), obs 60, action 21" in out
-
-
-TINY = ["--grid", "12", "--target-size", "8", "--pool-size", "8", "--min-steps", "2", "--max-steps", "3"]
-TINY += ["--hidden", "8", "--log-every", "1", "--checkpoint-every", "2"]
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    """One finished 4-iteration run of `hnca train`, shared by the tests below."""
-    out = tmp_path_factory.mktemp("cli") / "run"
-    assert main(["train", "--iterations", "4", "--out", str(out), *TINY]) == 0
-    return out
 
 
 def test_hnca_train_tiny_run_writes_outputs(tiny_run):

@@ -126,12 +126,40 @@ def test_config_from_yaml_and_overrides(tmp_path):
         load_config("Density-v0", None, ["lr"])
 
 
+@pytest.fixture(scope="module")
+def tiny_ppo():
+    """``tiny_ppo(algo, parent_every) -> (ppo, state)``: the TINY trainer on Density-v0 and its
+    ``jax.jit(ppo.init)(key(0))``, built and compiled once per setting for the tests below."""
+    built = {}
+
+    def get(algo="ippo", parent_every=1):
+        if (algo, parent_every) not in built:
+            cfg = PPOConfig.for_task("Density-v0", **{**TINY, "algo": algo, "parent_every": parent_every})
+            ppo = make_ppo(cfg)
+            built[algo, parent_every] = ppo, jax.jit(ppo.init)(jax.random.key(0))
+        return built[algo, parent_every]
+
+    return get
+
+
+@pytest.fixture(scope="module")
+def tiny_update(tiny_ppo):
+    """``tiny_update(algo, parent_every) -> (ppo, state, new, metrics)``: one
+    ``jax.jit(ppo.update)`` of :func:`tiny_ppo`'s state, computed once per setting."""
+    done = {}
+
+    def get(algo="ippo", parent_every=1):
+        if (algo, parent_every) not in done:
+            ppo, state = tiny_ppo(algo, parent_every)
+            done[algo, parent_every] = (ppo, state, *jax.jit(ppo.update)(state))
+        return done[algo, parent_every]
+
+    return get
+
+
 @pytest.mark.parametrize("algo, parent_every", [("ippo", 1), ("mappo", 2)])
-def test_one_update_moves_the_policy_and_stays_finite(algo, parent_every):
-    cfg = PPOConfig.for_task("Density-v0", **{**TINY, "algo": algo, "parent_every": parent_every})
-    ppo = make_ppo(cfg)
-    state = jax.jit(ppo.init)(jax.random.key(0))
-    new, metrics = jax.jit(ppo.update)(state)
+def test_one_update_moves_the_policy_and_stays_finite(tiny_update, algo, parent_every):
+    ppo, state, new, metrics = tiny_update(algo, parent_every)
     assert int(new.iteration) == 1
     for name, v in metrics.items():
         if not name.startswith("episode_return"):
@@ -154,10 +182,8 @@ def test_train_is_deterministic_per_key():
     assert a["metrics"]["loss"].shape == (cfg.num_updates,)  # vmap over seeds: test_docs_rl_ppo_block_runs
 
 
-def test_fresh_policy_is_do_nothing_and_repeats_coordinator_actions():
-    cfg = PPOConfig.for_task("Density-v0", **{**TINY, "parent_every": 2})
-    ppo = make_ppo(cfg)
-    state = ppo.init(jax.random.key(0))
+def test_fresh_policy_is_do_nothing_and_repeats_coordinator_actions(tiny_ppo):
+    ppo, state = tiny_ppo("ippo", parent_every=2)
     params = state.params
     got = ppo_lib.evaluate_policy(ppo, params, jax.random.key(7), n_worlds=4)
     want = evaluate(ppo.env, zero_policy(ppo.env), jax.random.key(7), ppo.env_params, n_worlds=4)
@@ -191,6 +217,21 @@ def test_hnca_train_ppo_resume_and_eval(tmp_path, monkeypatch, capsys):
     from agents.cli import main
     from agents.loop import read_metrics
 
+    # One trainer for the runs below: every `hnca train` of the same config would build and
+    # compile it afresh (~20 s each); what a run computes does not depend on which build it uses.
+    built = []
+    real_make_ppo = ppo_lib.make_ppo
+
+    def make_ppo_once(config, *a, **kw):
+        if a or kw:
+            return real_make_ppo(config, *a, **kw)
+        for c, p in built:
+            if c == config:
+                return p
+        built.append((config, real_make_ppo(config)))
+        return built[-1][1]
+
+    monkeypatch.setattr(ppo_lib, "make_ppo", make_ppo_once)
     full, cut = tmp_path / "full", tmp_path / "cut"
     common = ["train", "--agent", "mappo", "--iterations", "4", "--checkpoint-every", "2", "--log-every", "1"]
     assert main([*common, "--out", str(full), *PPO_TINY_CLI]) == 0
@@ -234,6 +275,7 @@ def test_hnca_train_ppo_resume_and_eval(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "cell_accuracy" in out and "mappo" in out
     assert (full / "eval.json").exists()
+    assert len(built) == 1  # the resumed run and hnca eval rebuilt the run's own config
 
 
 def _doc_blocks():
@@ -325,10 +367,9 @@ def test_running_statistics_equal_those_of_all_samples():
     )
 
 
-def test_policy_apply_is_the_deterministic_action():
-    cfg = PPOConfig.for_task("Density-v0", **TINY)
-    ppo = make_ppo(cfg)
-    state, _ = jax.jit(ppo.update)(jax.jit(ppo.init)(jax.random.key(0)))  # a trained, nonzero actor
+def test_policy_apply_is_the_deterministic_action(tiny_update):
+    ppo, _, state, _ = tiny_update("ippo", 1)  # TINY's defaults: one update, a trained, nonzero actor
+    assert ppo.config == PPOConfig.for_task("Density-v0", **TINY)
     obs, st = ppo.env.reset(jax.random.key(1), ppo.env_params)
     got = ppo.policy_apply(state.params, obs)
     want, *_ = ppo.act(state.params, jax.random.key(2), obs, None, st.time, {}, True)
@@ -337,15 +378,14 @@ def test_policy_apply_is_the_deterministic_action():
         np.testing.assert_allclose(got[lvl], want[lvl], rtol=1e-5, atol=1e-6)
 
 
-def test_ppo_policy_runs_on_the_library_rollout_with_its_held_actions():
+def test_ppo_policy_runs_on_the_library_rollout_with_its_held_actions(tiny_ppo):
     """ppo.policy is a CarryPolicy: hnca_env.rollout.rollout runs it with the coordinators'
     held action as its carry, step for step what a loop over ppo.act does; evaluate_policy is
     the library's evaluate, so world_chunk works for PPO too."""
     from hnca_env.rollout import CarryPolicy, rollout
 
-    cfg = PPOConfig.for_task("Density-v0", **{**TINY, "parent_every": 2})
-    ppo = make_ppo(cfg)
-    params = ppo.init(jax.random.key(0)).params
+    ppo, state = tiny_ppo("ippo", parent_every=2)
+    params = state.params
     pol = ppo.policy(params, deterministic=False)  # sampled actions: the carry matters
     assert isinstance(pol, CarryPolicy)
     env, ep, key, steps = ppo.env, ppo.env_params, jax.random.key(3), 5

@@ -143,20 +143,10 @@ def _interrupt_during_deletion(tmp_path, sent):
 
 
 # ----------------------------------------------------------------------- 2-4. files of a run
-TINY = ["--grid", "12", "--target-size", "8", "--pool-size", "8", "--min-steps", "2", "--max-steps", "3"]
-TINY += ["--hidden", "8", "--log-every", "1", "--checkpoint-every", "2"]
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    """A finished 4-iteration `hnca train` run (checkpoints 2 and 4); tests damage copies."""
-    out = tmp_path_factory.mktemp("reliability") / "run"
-    assert main(["train", "--iterations", "4", "--out", str(out), *TINY]) == 0
-    return out
-
-
 @pytest.fixture
 def run_copy(tiny_run, tmp_path):
+    """A copy to damage of `tiny_run` (conftest.py: a finished 4-iteration `hnca train` run,
+    checkpoints 2 and 4)."""
     return shutil.copytree(tiny_run, tmp_path / "run")
 
 

@@ -22,15 +22,24 @@ def _assert_trees_close(a, b, **tol):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), **tol)
 
 
-@pytest.mark.parametrize("chunk", [None, 1, 2, 4, "auto"])
-def test_rollout_worlds_equals_a_loop_of_single_rollouts(hnca_small, chunk):
+@pytest.fixture(scope="module")
+def single_rollouts(hnca_small):
+    """``(policy, keys, record, want)``: 4 single-world rollouts, one after another, that every
+    ``world_chunk`` below is compared with (one compiled function for the 4 keys)."""
     env, params = hnca_small
     policy = random_policy(env, 0.3)
     keys = jax.random.split(jax.random.key(3), 4)
     record = lambda s: s.grids["cell"].mean()  # noqa: E731
+    single = jax.jit(lambda k: rollout(env, policy, k, params, 6, record=record))
+    loop = [single(k) for k in keys]
+    return policy, keys, record, jax.tree.map(lambda *xs: jnp.stack(xs), *loop)
+
+
+@pytest.mark.parametrize("chunk", [None, 1, 2, 4, "auto"])
+def test_rollout_worlds_equals_a_loop_of_single_rollouts(hnca_small, single_rollouts, chunk):
+    env, params = hnca_small
+    policy, keys, record, want = single_rollouts
     got = jax.jit(lambda k: rollout_worlds(env, policy, k, params, 6, record=record, world_chunk=chunk))(keys)
-    loop = [jax.jit(lambda k: rollout(env, policy, k, params, 6, record=record))(k) for k in keys]
-    want = jax.tree.map(lambda *xs: jnp.stack(xs), *loop)
     _assert_trees_close(got, want, rtol=1e-4, atol=1e-5)  # float rounding of batched vs single ops
 
 
