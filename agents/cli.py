@@ -665,7 +665,11 @@ def _cmd_bench(args) -> int:
     if args.ablations:
         trained = [a for a in algorithms if a not in ("random", "do-nothing") and "@" not in a]
         algorithms += [f"{a}@{c}" for a in trained for c in benchmark.ABLATIONS]
-    benchmark.bench(suite, algorithms, args.out, tasks=tasks)
+    try:
+        benchmark.bench(suite, algorithms, args.out, tasks=tasks)
+    except RuntimeError as e:  # some runs failed; the rest are saved and reported
+        print(f"hnca: error: {e}", file=sys.stderr)
+        return 1
     print((Path(args.out) / "scoreboard.md").read_text())
     print(f"wrote {args.out}/scoreboard.md, scoreboard.json, marl_eval.json, scores.png, aggregate.png, profiles.png")
     return 0
