@@ -90,7 +90,8 @@ def test_vmap_equals_loop(hnca_small):
     env, params = hnca_small
     keys = jax.random.split(jax.random.key(5), 3)
     obs, state = jax.vmap(env.reset, in_axes=(0, None))(keys, params)
-    actions = jax.vmap(lambda k: random_action(env, params, k))(keys)
+    # (the same actions as vmapping random_action over the keys, without compiling a batched sampler)
+    actions = jax.tree.map(lambda *xs: jnp.stack(xs), *[random_action(env, params, k) for k in keys])
     out = jax.vmap(env.step, in_axes=(0, 0, 0, None))(keys, state, actions, params)
     for i in range(3):
         _, s_i = env.reset(keys[i], params)
