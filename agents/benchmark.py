@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -423,10 +422,10 @@ def row_of(suite: Suite, runs: Mapping[str, dict], do_nothing: Mapping[str, floa
 
 # --------------------------------------------------------------------------- bench runs
 def _atomic_json(path: Path, payload) -> None:
+    from agents.rundir import atomic_write  # temporary file, fsync, rename
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=1))
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(payload, indent=1).encode())
 
 
 def run_path(out: Path, task: str, algorithm: str) -> Path:
