@@ -42,6 +42,10 @@ ALGORITHMS = ("random", "do-nothing", "pool", "ippo", "mappo", "es")
 #: The hierarchy's ablations (``HNCAEnv(coupling=...)``): ``ALGO@COUPLING`` trains and scores
 #: ``ALGO`` with the coordinators' broadcast zeroed or their clusters rewired at random.
 ABLATIONS = ("no-broadcast", "rewired")
+#: The depth ablations of the tasks three levels deep that take ``depth=`` (HNCA3-*): the same
+#: task two levels deep (the coordinators see what the top level saw) and flat (nobody does).
+DEPTHS = ("two-level", "flat")
+_DEPTH = {"two-level": 2, "flat": 1}
 
 
 def split_name(algorithm: str) -> tuple[str, str]:
@@ -50,9 +54,9 @@ def split_name(algorithm: str) -> tuple[str, str]:
     coupling = coupling or "intact"
     if base not in ALGORITHMS:
         raise ValueError(f"unknown algorithm {base!r}; built in: {ALGORITHMS}")
-    if coupling != "intact" and (coupling not in ABLATIONS or base in ("random", "do-nothing")):
+    if coupling != "intact" and (coupling not in ABLATIONS + DEPTHS or base in ("random", "do-nothing")):
         raise ValueError(
-            f"{algorithm!r}: an ablation is a trained algorithm @ one of {ABLATIONS} (e.g. pool@rewired)"
+            f"{algorithm!r}: an ablation is a trained algorithm @ one of {ABLATIONS + DEPTHS} (e.g. pool@rewired)"
         )
     return base, coupling
 
@@ -66,6 +70,9 @@ class TaskSpec:
     env_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # training env
     eval_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # on top, for scoring
     budget: int = 12_288  # world steps of training per seed
+    #: Named held-out evaluations, each env kwargs on top of the scoring env's (e.g. a larger
+    #: grid than trained on: ``{"64x64": {"grid": (64, 64)}}``). Recorded beside the headline.
+    splits: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
 
     @property
     def higher_is_better(self) -> bool:
@@ -76,9 +83,12 @@ class TaskSpec:
         """The score that normalises to 1: the metric's perfect value (an oracle's)."""
         return 1.0 if self.higher_is_better else 0.0
 
-    def make(self, evaluation: bool = False):
-        kwargs = {**dict(self.env_kwargs), **(dict(self.eval_kwargs) if evaluation else {})}
-        return hnca_env.make(self.task, **kwargs)
+    def make(self, evaluation: bool = False, split: str | None = None):
+        """The training env, the scoring env (``evaluation``), or a held-out ``split``'s env."""
+        if split is not None and split not in self.splits:
+            raise ValueError(f"{self.task} has no split {split!r}; it has {sorted(self.splits)}")
+        kwargs = {**dict(self.env_kwargs), **(dict(self.eval_kwargs) if evaluation or split else {})}
+        return hnca_env.make(self.task, **{**kwargs, **(dict(self.splits[split]) if split else {})})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,8 +117,8 @@ class Suite:
         return jax.random.fold_in(jax.random.key(self.train_seed), seed)
 
 
-def _small(task, metric, budget=12_288, eval_kwargs=None, **env_kwargs) -> TaskSpec:
-    return TaskSpec(task, metric, env_kwargs, eval_kwargs or {}, budget)
+def _small(task, metric, budget=12_288, eval_kwargs=None, splits=None, **env_kwargs) -> TaskSpec:
+    return TaskSpec(task, metric, env_kwargs, eval_kwargs or {}, budget, splits or {})
 
 
 #: 32-step episodes on 16x16 grids (Digits: its fixed 28x28), events inside the episode.
@@ -145,6 +155,27 @@ SUITES: dict[str, Suite] = {
         eval_worlds=32,
         description="every id on 16x16 grids (Digits 28x28), 32-48-step episodes, 12,288 world steps "
         "of training per seed, 10 seeds, 32 evaluation worlds per seed",
+    ),
+    "cpu-generalise": Suite(
+        "cpu-generalise",
+        (
+            _small("Grow-v0", "mse", grid=(32, 32), target="heart", target_size=20, max_steps_in_episode=32,
+                   splits={"64x64": {"grid": (64, 64)}}),
+            _small("HNCA-Grow-v0", "mse", grid=(32, 32), target="heart", target_size=24, tau_c=8,
+                   max_steps_in_episode=32, clamp=True, splits={"64x64": {"grid": (64, 64)}}),
+            _small("Density-v0", "all_correct", grid=(32, 32), max_steps_in_episode=32, clamp=True,
+                   splits={"64x64": {"grid": (64, 64), "max_steps_in_episode": 64}}),
+            _small("Density-Flat-v0", "all_correct", grid=(32, 32), max_steps_in_episode=32, clamp=True,
+                   splits={"64x64": {"grid": (64, 64), "max_steps_in_episode": 64}}),
+            _small("Digits-v0", "cell_accuracy", max_steps_in_episode=32, eval_kwargs={"split": "test"},
+                   splits={"train-digits": {"split": "train"}}),
+        ),  # fmt: skip
+        seeds=10,
+        eval_worlds=32,
+        description="generalisation: trained on 32x32 (Digits: its training digits), scored on 32x32 and "
+        "on a 64x64 split with the same rule (Density: 64 steps there, twice the distance to carry "
+        "the vote; Digits: held-out digits, and its training digits as the split); 12,288 world "
+        "steps per seed, 10 seeds, 32 evaluation worlds",
     ),
     "gpu-full": Suite(
         "gpu-full",
@@ -189,7 +220,8 @@ def quick_suite(suite: str | Suite = "cpu-small", tasks: Sequence[str] | None = 
             kw["tau_c"] = 2
         if "task_params" in kw:
             kw["task_params"] = {"recover_steps": 2}
-        small.append(dataclasses.replace(t, env_kwargs=kw, budget=1024))
+        splits = {n: {k: (8 if k == "max_steps_in_episode" else v) for k, v in sp.items()} for n, sp in t.splits.items()}
+        small.append(dataclasses.replace(t, env_kwargs=kw, budget=1024, splits=splits))
     return dataclasses.replace(
         base, name=base.name + "-quick", tasks=tuple(small), seeds=2, eval_worlds=4,
         description=f"the smoke version of {base.name}: 8-step episodes, 1,024 world steps, 2 seeds x 4 worlds",
@@ -201,16 +233,20 @@ def _metrics_of(per_world: Mapping[str, Any]) -> dict[str, float]:
     return {k: float(np.mean(np.asarray(v))) for k, v in per_world.items()}
 
 
-def evaluate_policy(suite: Suite, spec: TaskSpec, policy, seed: int) -> dict[str, float]:
-    """Every metric of ``policy`` on seed ``seed``'s evaluation worlds (means over worlds)."""
-    env, params = spec.make(evaluation=True)
+def evaluate_policy(
+    suite: Suite, spec: TaskSpec, policy, seed: int, split: str | None = None
+) -> dict[str, float]:
+    """Every metric of ``policy`` on seed ``seed``'s evaluation worlds (of ``split``; means over worlds)."""
+    env, params = spec.make(evaluation=True, split=split)
     per_world = evaluate_worlds(env, policy, suite.eval_key(seed), params, n_worlds=suite.eval_worlds)
     return _metrics_of(per_world)
 
 
-def _score_seeds(suite: Suite, spec: TaskSpec, policy, seeds: Sequence[int]) -> list[dict[str, float]]:
-    """One policy on every seed's evaluation worlds, in one compiled program."""
-    env, params = spec.make(evaluation=True)
+def _score_seeds(
+    suite: Suite, spec: TaskSpec, policy, seeds: Sequence[int], split: str | None = None
+) -> list[dict[str, float]]:
+    """One policy on every seed's evaluation worlds (of ``split``), in one compiled program."""
+    env, params = spec.make(evaluation=True, split=split)
     keys = jnp.stack([suite.eval_key(s) for s in seeds])
 
     def one(key):
@@ -229,13 +265,27 @@ def _check_budget(spec: TaskSpec, per_iteration: int, what: str) -> int:
     return iters
 
 
+def _per_seed(per_world: Mapping[str, Any], n: int) -> list[dict[str, float]]:
+    return [_metrics_of({k: v[i] for k, v in per_world.items()}) for i in range(n)]
+
+
+def _split_record(per_seed: list[dict[str, float]], metric: str) -> dict:
+    return {"per_seed": per_seed, "scores": [s[metric] for s in per_seed]}
+
+
 def _builtin(name: str, suite: Suite, spec: TaskSpec, seeds: Sequence[int]) -> tuple[list[dict], dict]:
-    """Train (where needed) and score a built-in algorithm on every seed; ``(per_seed, info)``."""
+    """Train (where needed) and score a built-in algorithm on every seed; ``(per_seed, info)``;
+    ``info["splits"]`` holds the held-out splits' scores of the same trained parameters."""
     env, env_params = spec.make()
     eval_env, eval_params = spec.make(evaluation=True)
     if name in ("random", "do-nothing"):
         make = random_policy if name == "random" else zero_policy
-        return _score_seeds(suite, spec, make(eval_env), seeds), {}
+        per_seed = _score_seeds(suite, spec, make(eval_env), seeds)
+        splits = {
+            s: _split_record(_score_seeds(suite, spec, make(spec.make(True, s)[0]), seeds, s), spec.metric)
+            for s in spec.splits
+        }  # fmt: skip
+        return per_seed, ({"splits": splits} if splits else {})
     keys = jnp.stack([suite.train_key(s) for s in seeds])
     eval_keys = jnp.stack([suite.eval_key(s) for s in seeds])
     episode = int(env_params.max_steps_in_episode)
@@ -255,7 +305,7 @@ def _builtin(name: str, suite: Suite, spec: TaskSpec, seeds: Sequence[int]) -> t
         def train(key):
             return jax.lax.fori_loop(0, iters, lambda i, s: iteration(s)[0], init(key)).params
 
-        def policy_of(params):
+        def policy_of(params, env, env_params):  # an NCA rule: the same on any grid
             return policy_from_apply(apply, params)
 
         info = {"iterations": iters, "config": {k: v for k, v in dataclasses.asdict(cfg).items() if k != "mesh"}}
@@ -270,8 +320,8 @@ def _builtin(name: str, suite: Suite, spec: TaskSpec, seeds: Sequence[int]) -> t
         def train(key):
             return ppo.train(key)["state"].params
 
-        def policy_of(params):
-            return _rebind_ppo_policy(ppo, eval_env, eval_params, params)
+        def policy_of(params, env, env_params):
+            return _rebind_ppo_policy(ppo, env, env_params, params)
 
         info = {"updates": cfg.num_updates, "config": cfg.to_dict()}
     elif name == "es":
@@ -284,21 +334,24 @@ def _builtin(name: str, suite: Suite, spec: TaskSpec, seeds: Sequence[int]) -> t
         def train(key):
             return jax.lax.fori_loop(0, gens, lambda i, s: iteration(s)[0], init(key)).params
 
-        def policy_of(params):
+        def policy_of(params, env, env_params):  # an NCA rule: the same on any grid
             return policy_from_apply(apply, params)
 
         info = {"generations": gens, "config": ecfg.to_dict()}
     else:
         raise ValueError(f"unknown algorithm {name!r}; built in: {ALGORITHMS}")
 
-    def score(params, key):
-        return evaluate_worlds(eval_env, policy_of(params), key, eval_params, n_worlds=suite.eval_worlds,
-                               world_chunk=None)  # fmt: skip
+    def scored(e, ep):
+        def score(params, key):
+            return evaluate_worlds(e, policy_of(params, e, ep), key, ep, n_worlds=suite.eval_worlds, world_chunk=None)
+
+        return lambda params: _per_seed(jax.jit(jax.vmap(score))(params, eval_keys), len(seeds))
 
     params = jax.block_until_ready(jax.jit(jax.vmap(train))(keys))
     info["train_s"] = time.perf_counter() - t0  # compilation included (one program for every seed)
-    per_world = jax.jit(jax.vmap(score))(params, eval_keys)
-    per_seed = [_metrics_of({k: v[i] for k, v in per_world.items()}) for i in range(len(seeds))]
+    per_seed = scored(eval_env, eval_params)(params)
+    if spec.splits:
+        info["splits"] = {s: _split_record(scored(*spec.make(True, s))(params), spec.metric) for s in spec.splits}
     return per_seed, info
 
 
@@ -316,12 +369,28 @@ Trainer = Callable[[Any, Any, int, jax.Array], Any]  # (env, env_params, budget,
 PolicyMaker = Callable[[Any], Any]  # env -> policy
 
 
+def _applies(levels: int, coupling: str) -> bool:
+    """Whether an ablation applies to a task ``levels`` deep (links: 2+; a lower depth: 3)."""
+    return coupling == "intact" or levels >= (3 if coupling in DEPTHS else 2)
+
+
 def ablated(spec: TaskSpec, coupling: str) -> TaskSpec:
-    """``spec`` with its links ablated (:data:`ABLATIONS`; ``intact``: ``spec`` itself)."""
+    """``spec`` with its links ablated (:data:`ABLATIONS`) or its depth cut (:data:`DEPTHS`);
+    ``intact``: ``spec`` itself."""
     if coupling == "intact":
         return spec
-    if len(spec.make()[0].levels) < 2:
+    levels = len(spec.make()[0].levels)
+    if levels < 2:
         raise ValueError(f"{spec.task} has one level, no links to ablate ({coupling!r})")
+    if coupling in DEPTHS:
+        if levels < 3:
+            raise ValueError(f"{spec.task} has {levels} levels; {coupling!r} cuts a three-level task")
+        cut = dataclasses.replace(spec, env_kwargs={**spec.env_kwargs, "depth": _DEPTH[coupling]})
+        try:
+            cut.make()
+        except TypeError as e:
+            raise ValueError(f"{spec.task} takes no depth= argument, so it has no {coupling!r} version") from e
+        return cut
     return dataclasses.replace(spec, env_kwargs={**spec.env_kwargs, "coupling": coupling})
 
 
@@ -350,12 +419,17 @@ def run_algorithm(
     elif policy_maker is not None:
         env, _ = spec.make(evaluation=True)
         per_seed, info = _score_seeds(suite, spec, policy_maker(env), seeds), {}
-    else:
+        splits = {n: _score_seeds(suite, spec, policy_maker(spec.make(True, n)[0]), seeds, n) for n in spec.splits}
+    else:  # the trained policy is scored as it is on the splits' envs (an NCA rule is size-agnostic)
         env, env_params = spec.make()
-        per_seed, info = [], {}
+        per_seed, info, splits = [], {}, {n: [] for n in spec.splits}
         for s in seeds:
             pol = trainer(env, env_params, spec.budget, suite.train_key(s))
             per_seed.append(evaluate_policy(suite, spec, pol, s))
+            for n in spec.splits:
+                splits[n].append(evaluate_policy(suite, spec, pol, s, split=n))
+    if algorithm is None and splits:
+        info["splits"] = {n: _split_record(v, spec.metric) for n, v in splits.items()}
     if spec.metric not in per_seed[0]:
         raise ValueError(f"{task}: the evaluation gave no {spec.metric!r}; it gave {sorted(per_seed[0])}")
     return {
@@ -460,8 +534,8 @@ def bench(
         (t, a)
         for t in chosen
         for a in algos
-        if not run_path(out, t, a).exists() and (split_name(a)[1] == "intact" or levels[t] > 1)
-    ]  # an ablation runs on the tasks with coordinators only
+        if not run_path(out, t, a).exists() and _applies(levels[t], split_name(a)[1])
+    ]  # an ablation runs on the tasks with coordinators only (a depth cut: three levels deep)
     from tqdm import tqdm
 
     bar = tqdm(todo, desc=f"hnca bench {suite.name}", disable=not progress, unit="run")
@@ -563,21 +637,23 @@ def write_report(out: str | Path, reps: int = 2000) -> dict:
 
 def _order(algorithm: str) -> tuple[int, int]:
     base, coupling = split_name(algorithm)
-    return ALGORITHMS.index(base), ("intact", *ABLATIONS).index(coupling)
+    return ALGORITHMS.index(base), ("intact", *ABLATIONS, *DEPTHS).index(coupling)
 
 
-def ablation_table(suite: Suite, runs, do_nothing) -> str:
+def ablation_table(suite: Suite, runs, do_nothing, ablations: Sequence[str] = ABLATIONS) -> str:
     """Per task with coordinators and per trained algorithm: the intact hierarchy beside its
-    ablations (raw metric, mean ± 1.96 standard errors over seeds), and the probability that an
-    intact run beats an ablated one (normalised scores of that task)."""
+    ``ablations`` (raw metric, mean ± 1.96 standard errors over seeds), and the probability that
+    an intact run beats an ablated one (normalised scores of that task; :data:`DEPTHS`: the
+    three-level task beside its two-level and flat versions)."""
+    cols = tuple(ablations)
     lines = []
     for task, per in runs.items():
         spec = suite.task(task)
         for base in ALGORITHMS[2:]:
-            if base not in per or not any(f"{base}@{c}" in per for c in ABLATIONS):
+            if base not in per or not any(f"{base}@{c}" in per for c in cols):
                 continue
             cells, probs = [], []
-            for name in (base, *[f"{base}@{c}" for c in ABLATIONS]):
+            for name in (base, *[f"{base}@{c}" for c in cols]):
                 rec = per.get(name)
                 cells.append(_mean_ci(rec["scores"]) if rec else "")
                 if rec and name != base and task in do_nothing:
@@ -590,9 +666,38 @@ def ablation_table(suite: Suite, runs, do_nothing) -> str:
             lines.append(f"| {task} | {spec.metric} {arrow} | {base} | " + " | ".join(cells + probs) + " |")
     if not lines:
         return ""
-    head = ["| task | metric | algorithm | intact | " + " | ".join(ABLATIONS) + " | "
-            + " | ".join(f"P(intact > {c})" for c in ABLATIONS) + " |",
-            "|---|---|---|" + "---:|" * (1 + 2 * len(ABLATIONS))]  # fmt: skip
+    head = ["| task | metric | algorithm | intact | " + " | ".join(cols) + " | "
+            + " | ".join(f"P(intact > {c})" for c in cols) + " |",
+            "|---|---|---|" + "---:|" * (1 + 2 * len(cols))]  # fmt: skip
+    return "\n".join(head + lines)
+
+
+def generalisation_table(suite: Suite, runs) -> str:
+    """Per task with held-out splits and per algorithm: the headline metric on the scoring env
+    beside each split's (the same trained parameters), mean ± 1.96 standard errors over seeds,
+    and the split's normalised mean (do-nothing on that split = 0, the perfect value = 1)."""
+    lines = []
+    for task, per in runs.items():
+        spec = suite.task(task)
+        if not spec.splits:
+            continue
+        zero = {n: float(np.mean(per["do-nothing"]["splits"][n]["scores"])) for n in spec.splits
+                if "splits" in per.get("do-nothing", {})}  # fmt: skip
+        arrow = "↑" if spec.higher_is_better else "↓"
+        for algo in sorted(per, key=_order):
+            rec = per[algo]
+            if "splits" not in rec:
+                continue
+            cells = [_mean_ci(rec["scores"])]
+            for n in spec.splits:
+                sc = rec["splits"][n]["scores"]
+                norm = f"{np.mean(normalised(spec, sc, zero[n])):.3g}" if n in zero else ""
+                cells += [f"{n}: {_mean_ci(sc)}", norm]
+            lines.append(f"| {task} | {spec.metric} {arrow} | {algo} | " + " | ".join(cells) + " |")
+    if not lines:
+        return ""
+    head = ["| task | metric | algorithm | as trained | held-out split | normalised on the split |",
+            "|---|---|---|---:|---:|---:|"]  # fmt: skip
     return "\n".join(head + lines)
 
 
@@ -630,6 +735,14 @@ def markdown(suite: Suite, runs, board) -> str:
     if ablations:
         lines += ["", "Does the hierarchy help? The same trainer and budget with the coordinators' broadcast "
                   "zeroed (`no-broadcast`) and their clusters rewired at random (`rewired`):", "", ablations]  # fmt: skip
+    depths = ablation_table(suite, runs, board["do_nothing"], DEPTHS)
+    if depths:
+        lines += ["", "Does the third level help? The same trainer and budget on the task three levels deep "
+                  "(`intact`), two levels deep (`two-level`: the coordinators see what the top level saw) "
+                  "and flat (`flat`: nobody sees it):", "", depths]  # fmt: skip
+    general = generalisation_table(suite, runs)
+    if general:
+        lines += ["", "Generalisation: the same trained parameters scored on held-out splits:", "", general]
     lines += ["", "Raw cells: mean over seeds ± 1.96 standard errors (seeds' spread).",
               f"Commits: {', '.join(c[:12] for c in board['commits'])}", ""]  # fmt: skip
     return "\n".join(lines)
@@ -684,7 +797,7 @@ def _plots(out: Path, suite: Suite, rows: dict, scores: dict) -> None:
 
 
 __all__ = [
-    "ABLATIONS", "ALGORITHMS", "SUITES", "ablation_table", "split_name", "Suite", "TaskSpec", "bench", "evaluate_policy", "get_suite", "load_runs",
+    "ABLATIONS", "ALGORITHMS", "DEPTHS", "SUITES", "ablation_table", "generalisation_table", "split_name", "Suite", "TaskSpec", "bench", "evaluate_policy", "get_suite", "load_runs",
     "marl_eval_json", "normalised", "quick_suite", "row_of", "run_algorithm", "score_algorithm",
     "write_report",
 ]  # fmt: skip

@@ -640,7 +640,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--ablations",
         action="store_true",
         help="also each trained algorithm with the coordinators' broadcast zeroed and their clusters "
-        "rewired (ALGO@no-broadcast, ALGO@rewired), on the tasks with coordinators",
+        "rewired (ALGO@no-broadcast, ALGO@rewired), on the tasks with coordinators, and two levels "
+        "deep and flat (ALGO@two-level, ALGO@flat) on the tasks three levels deep",
     )
     be.add_argument("--tasks", help="comma-separated task ids (default: all of the suite's)")
     be.add_argument("--out", metavar="DIR", help="run directory (finished runs are kept and skipped)")
@@ -664,7 +665,7 @@ def _cmd_bench(args) -> int:
     algorithms = [a for a in args.algorithms.split(",") if a]
     if args.ablations:
         trained = [a for a in algorithms if a not in ("random", "do-nothing") and "@" not in a]
-        algorithms += [f"{a}@{c}" for a in trained for c in benchmark.ABLATIONS]
+        algorithms += [f"{a}@{c}" for a in trained for c in benchmark.ABLATIONS + benchmark.DEPTHS]
     try:
         benchmark.bench(suite, algorithms, args.out, tasks=tasks)
     except RuntimeError as e:  # some runs failed; the rest are saved and reported

@@ -128,3 +128,55 @@ def test_algorithm_names_and_ablated_specs():
     env, _ = benchmark.ablated(suite.task("HNCA-Grow-v0"), "rewired").make(evaluation=True)
     assert env.coupling == "rewired"
     assert benchmark.ablated(suite.task("Grow-v0"), "intact") is suite.task("Grow-v0")
+
+
+def test_held_out_splits_are_scored_and_tabled(tmp_path):
+    """A split (a larger grid than trained on) is scored with the same policy beside the
+    headline; the generalisation table normalises it against do-nothing on that split."""
+    spec = benchmark.TaskSpec("Grow-v0", "mse", {"grid": (8, 8), "target_size": 5, "max_steps_in_episode": 4},
+                              budget=64, splits={"12x12": {"grid": (12, 12)}})  # fmt: skip
+    suite = benchmark.Suite("tiny", (spec,), seeds=2, eval_worlds=2)
+    assert spec.make(split="12x12")[0].grid_shape("cell")[:2] == (12, 12)
+    with pytest.raises(ValueError, match="has no split 'huge'"):
+        spec.make(split="huge")
+    rec = benchmark.run_algorithm(suite, "do-nothing", task="Grow-v0")
+    mine = benchmark.run_algorithm(suite, policy_maker=zero_policy, task="Grow-v0")
+    for r in (rec, mine):
+        big = r["splits"]["12x12"]["scores"]
+        # the empty canvas: the same heart on a canvas 2.25x larger -> its MSE 2.25x smaller
+        np.testing.assert_allclose(np.asarray(big) * 2.25, r["scores"], rtol=1e-5)
+    out = tmp_path / "g"
+    for algo, small, big in (("do-nothing", [0.2, 0.2], [0.1, 0.1]), ("pool", [0.05, 0.1], [0.05, 0.02])):
+        r = {"task": "Grow-v0", "algorithm": algo, "budget": 64, "scores": small,
+             "splits": {"12x12": {"scores": big}}}  # fmt: skip
+        benchmark._atomic_json(benchmark.run_path(out, "Grow-v0", algo), r)
+    table = benchmark.generalisation_table(suite, benchmark.load_runs(out))
+    (row,) = [line for line in table.splitlines() if "| pool |" in line]
+    assert row.endswith("| 0.65 |")  # 1 - mean([0.05, 0.02]) / 0.1
+
+
+def test_depth_ablations_of_the_three_level_tasks(tmp_path):
+    """ALGO@two-level / ALGO@flat: the HNCA3 task built two and one level deep; refused on
+    shallower tasks; tabled under "Does the third level help?"."""
+    suite = benchmark.quick_suite()
+    assert benchmark.split_name("ippo@flat") == ("ippo", "flat")
+    spec = suite.task("HNCA3-Layout-v0")
+    assert len(spec.make()[0].levels) == 3
+    for cut, depth in (("two-level", 2), ("flat", 1)):
+        env, _ = benchmark.ablated(spec, cut).make(evaluation=True)
+        assert len(env.levels) == depth
+    with pytest.raises(ValueError, match="cuts a three-level task"):
+        benchmark.ablated(suite.task("HNCA-Grow-v0"), "flat")
+    out = tmp_path / "d"
+    (out / "runs").mkdir(parents=True)
+    (out / "suite.json").write_text(json.dumps({"suite": suite.name}))
+    for algo, v in (("do-nothing", [0.3, 0.3]), ("pool", [0.1, 0.1]), ("pool@two-level", [0.2, 0.2]),
+                    ("pool@flat", [0.05, 0.05])):  # fmt: skip
+        rec = {"task": "HNCA3-Layout-v0", "algorithm": algo, "budget": 1024, "scores": v,
+               "per_seed": [{"mse": x} for x in v], "commit": "abc"}  # fmt: skip
+        benchmark._atomic_json(benchmark.run_path(out, "HNCA3-Layout-v0", algo), rec)
+    benchmark.write_report(out, reps=20)
+    text = (out / "scoreboard.md").read_text()
+    assert "Does the third level help?" in text and "| intact | two-level | flat |" in text
+    (row,) = [x for x in text.splitlines() if x.startswith("| HNCA3-Layout-v0 | mse ↓ | pool | 0.1")]
+    assert row.endswith("| 1.00 | 0.00 |")  # P(3 levels > 2 levels), P(3 levels > flat)
