@@ -61,6 +61,11 @@ class ESConfig:
     sigma: float = 0.05  # initial search std
     lr: float = 0.03  # OpenAI-ES: Adam on the mean; SNES / Sep-CMA-ES: their own updates
     hidden: Mapping[str, int] | None = None
+    #: Per acting level, a factor on its parameters' search scale: the strategy searches
+    #: ``params / scale`` (so that level's noise is ``scale x sigma`` and its steps ``scale x``
+    #: the mean's). Coordinators integrate their whole cluster, so a small factor there keeps
+    #: their broadcasts from swamping the cells (e.g. ``{"parent": 0.1}``). Unnamed levels: 1.
+    level_scale: Mapping[str, float] | None = None
     mesh: Any = None
 
     def __post_init__(self):
@@ -84,6 +89,9 @@ class ESConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int | float) or not v > 0:
                 raise ValueError(f"ESConfig.{name} must be a positive number, got {v!r}")
+        for lvl, v in dict(self.level_scale or {}).items():
+            if isinstance(v, bool) or not isinstance(v, int | float) or not v > 0:
+                raise ValueError(f"ESConfig.level_scale[{lvl!r}] must be a positive number, got {v!r}")
         if self.mesh is not None and self.population % self.mesh.shape[sharding.WORLDS]:
             raise ValueError(
                 f"ESConfig.population ({self.population}) must be a multiple of the mesh's "
@@ -97,6 +105,7 @@ class ESConfig:
             k: list(v) if isinstance(v, tuple) else v for k, v in dict(self.env_kwargs).items()
         }
         d["hidden"] = None if self.hidden is None else dict(self.hidden)
+        d["level_scale"] = None if self.level_scale is None else dict(self.level_scale)
         return d
 
     @classmethod
@@ -162,7 +171,21 @@ def make_es(config: ESConfig):
     generation; ``policy_apply(params, obs) -> action`` (the mean is ``state.params``).
     """
     env, env_params = hnca_env.make(config.task, **dict(config.env_kwargs))
+    unknown = set(config.level_scale or {}) - set(env.agent_levels)
+    if unknown:
+        raise ValueError(
+            f"ESConfig.level_scale names {sorted(unknown)}, not acting levels of {config.task} "
+            f"({list(env.agent_levels)})"
+        )
     p_init, p_apply = make_policy(env, config.hidden)
+    scale = {lvl: float(v) for lvl, v in dict(config.level_scale or {}).items() if float(v) != 1.0}
+
+    def to_policy(z):  # search coordinates -> policy parameters
+        return {lvl: jax.tree.map(lambda x: x * scale[lvl], v) if lvl in scale else v for lvl, v in z.items()}
+
+    def to_search(theta):
+        return {lvl: jax.tree.map(lambda x: x / scale[lvl], v) if lvl in scale else v for lvl, v in theta.items()}
+
     steps = int(env_params.max_steps_in_episode) if config.steps is None else config.steps
     template = jax.eval_shape(p_init, jax.random.key(0))
     template = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), template)
@@ -198,9 +221,9 @@ def make_es(config: ESConfig):
     @jax.jit
     def init(key: Array) -> ESState:
         k_p, k_es, key = jax.random.split(key, 3)
-        mean = p_init(k_p)
+        mean = to_search(p_init(k_p))
         es_state = strategy.init(k_es, mean, es_params)
-        return ESState(es_state, key, jnp.zeros((), jnp.int32), strategy.get_mean(es_state))
+        return ESState(es_state, key, jnp.zeros((), jnp.int32), to_policy(strategy.get_mean(es_state)))
 
     @jax.jit
     def iteration(state: ESState) -> tuple[ESState, dict]:
@@ -208,9 +231,9 @@ def make_es(config: ESConfig):
         population, es_state = strategy.ask(k_ask, state.es_state, es_params)
         population = sharding.constrain_worlds(population, config.mesh)
         keys = jax.random.split(k_eval, config.worlds)  # common random numbers
-        costs = jax.vmap(cost, in_axes=(0, None))(population, keys)
+        costs = jax.vmap(lambda z, k: cost(to_policy(z), k), in_axes=(0, None))(population, keys)
         es_state, _ = strategy.tell(k_tell, population, costs, es_state, es_params)
-        mean = strategy.get_mean(es_state)
+        mean = to_policy(strategy.get_mean(es_state))
         # costs: the loss, or minus the mean team reward; "loss" is the mean policy's (shown
         # by the progress bar), on this generation's worlds
         metrics = {"loss": cost(mean, keys), "population_cost": jnp.mean(costs), "best_cost": jnp.min(costs)}

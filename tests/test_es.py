@@ -1,6 +1,7 @@
 """agents/es.py: flattening round trip, determinism per key, config errors, learning."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -73,6 +74,7 @@ def test_return_fitness_runs():
         ({"steps": 0}, "steps"),
         ({"sigma": 0.0}, "sigma"),
         ({"lr": -1.0}, "lr"),
+        ({"level_scale": {"cell": 0.0}}, "level_scale"),
     ],
 )
 def test_config_errors(bad, match):
@@ -83,8 +85,28 @@ def test_config_errors(bad, match):
 def test_config_round_trip():
     cfg = ESConfig(**SMALL, algorithm="snes")
     assert ESConfig.from_dict(cfg.to_dict()) == cfg
+    scaled = ESConfig(**SMALL, level_scale={"cell": 0.5})
+    assert ESConfig.from_dict(scaled.to_dict()) == scaled
     with pytest.raises(ValueError, match="unknown ESConfig"):
         ESConfig.from_dict({"populaton": 8})
+
+
+def test_level_scale_scales_a_levels_search():
+    """OpenAI-ES's first Adam step moves every searched coordinate by lr (m / sqrt(v) = sign):
+    with the cells' scale 0.1 their parameters move by 0.1 x lr; the mean starts at the same
+    rule. A level the env does not act with is refused."""
+    moves = {}
+    for scale in (None, {"cell": 0.1}):
+        _, _, init, iteration, _ = make_es(ESConfig(**SMALL, level_scale=scale))
+        s0 = init(jax.random.key(1))
+        s1, _ = iteration(s0)
+        moves[scale is None] = float(jnp.max(jnp.abs(flatten(s1.params)[0] - flatten(s0.params)[0])))
+        if scale:
+            ref = make_es(ESConfig(**SMALL))[2](jax.random.key(1)).params
+            np.testing.assert_allclose(flatten(s0.params)[0], flatten(ref)[0], rtol=1e-6)
+    assert moves[True] == pytest.approx(0.03, rel=1e-3) and moves[False] == pytest.approx(0.003, rel=1e-3)
+    with pytest.raises(ValueError, match="not acting levels"):
+        make_es(ESConfig(**SMALL, level_scale={"parent": 0.1}))
 
 
 ES_TINY_CLI = [
