@@ -84,12 +84,48 @@ def trivial_rows(grid: int, n_worlds: int) -> dict[str, dict[str, float]]:
     return rows
 
 
+def constant_answers(suite: str = "cpu-small") -> dict[str, dict]:
+    """The best answer that does not know the goal, on ``suite``'s HNCA3 tasks: the mean of the
+    task's targets, shown by every child. Layout: its final ``mse`` over the suite's evaluation
+    worlds (10 seeds x 32); GoalSwitch: its expected ``mse_after_switch``, the mean over the
+    goals of the mean image's MSE against each (after the switch every goal is equally likely:
+    the first is uniform, the new one uniform over the others), the same for every world."""
+    from agents import benchmark
+
+    s = benchmark.get_suite(suite)
+    out = {}
+    for task in ("HNCA3-Layout-v0", "HNCA3-GoalSwitch-v0"):
+        spec = s.task(task)
+        env, params = spec.make(evaluation=True)
+        targets = jnp.asarray(params.task_params["targets"], jnp.float32)
+        image = jnp.mean(targets, axis=0)
+        if task == "HNCA3-Layout-v0":
+            per_seed = [baselines.evaluate_answer(env, baselines.image_answer(image), s.eval_key(i), params,
+                                                  n_worlds=s.eval_worlds)["mse"] for i in range(s.seeds)]  # fmt: skip
+            out[task] = {"metric": "mse", "mean of the targets (constant)": float(np.mean(per_seed))}
+        else:
+            per_goal = jnp.mean((image[None] - targets) ** 2, axis=(1, 2, 3))
+            out[task] = {"metric": "mse_after_switch", "mean of the targets (constant)": float(jnp.mean(per_goal)),
+                         "per goal": [float(v) for v in per_goal]}  # fmt: skip
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", default=str(ROOT / "runs" / "levels"))
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--depths", default="3,2,1")
+    ap.add_argument("--constant", metavar="SUITE", help="only the constant answers on SUITE's HNCA3 tasks "
+                    "(benchmarks/results/levels_constant.json; the scoreboard's depth table stands beside them)")  # fmt: skip
     args = ap.parse_args(argv)
+    if args.constant:
+        record = {"suite": args.constant, "command": f"python benchmarks/levels.py --constant {args.constant}",
+                  "tasks": constant_answers(args.constant)}  # fmt: skip
+        path = RESULTS.with_name("levels_constant.json")
+        path.write_text(json.dumps(record, indent=2))
+        print(json.dumps(record, indent=2))
+        print(f"wrote {path}")
+        return 0
     runs = Path(args.runs)
     t0, load = time.perf_counter(), os.getloadavg()
     rows = [run_depth(int(d), runs, args.quick) for d in args.depths.split(",")]

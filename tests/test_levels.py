@@ -202,3 +202,20 @@ def test_the_three_level_examples_in_the_docs_run(doc, marker, capsys):
     exec(compile(example[0], f"docs/{doc}", "exec"), {})
     printed = capsys.readouterr().out.strip()
     assert printed == example[0].strip().splitlines()[-1].lstrip("# ")  # the output it shows
+
+
+def test_the_constant_answer_beside_the_depth_table():
+    """benchmarks/levels.py --constant: the mean of the targets, against NumPy in float64."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import levels as levels_bench
+
+    from agents import benchmark
+
+    rows = levels_bench.constant_answers("cpu-small")
+    env, params = benchmark.get_suite("cpu-small").task("HNCA3-GoalSwitch-v0").make(evaluation=True)
+    t = np.asarray(params.task_params["targets"], np.float64)
+    want = np.mean([np.mean((t.mean(0) - g) ** 2) for g in t])
+    assert rows["HNCA3-GoalSwitch-v0"]["mean of the targets (constant)"] == pytest.approx(want, rel=1e-5)
+    assert 0 < rows["HNCA3-Layout-v0"]["mean of the targets (constant)"] < 0.3  # do-nothing: 0.318
