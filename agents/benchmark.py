@@ -691,7 +691,7 @@ def generalisation_table(suite: Suite, runs) -> str:
             cells = [_mean_ci(rec["scores"])]
             for n in spec.splits:
                 sc = rec["splits"][n]["scores"]
-                norm = f"{np.mean(normalised(spec, sc, zero[n])):.3g}" if n in zero else ""
+                norm = f"{round(float(np.mean(normalised(spec, sc, zero[n]))), 3) + 0.0:.3f}" if n in zero else ""
                 cells += [f"{n}: {_mean_ci(sc)}", norm]
             lines.append(f"| {task} | {spec.metric} {arrow} | {algo} | " + " | ".join(cells) + " |")
     if not lines:
