@@ -194,3 +194,19 @@ def test_es_compare_reads_its_curves_at_the_budget():
     text, verdicts = es_compare.report(record, 200)
     assert "| pool       | 0.011 ± 0.0025 |" in text
     assert verdicts == ["Grow-v0 mse pool: beats do-nothing"]
+
+
+def test_es_scales_quick_writes_its_record(tmp_path):
+    """benchmarks/es_scales.py --quick: the generation-0 table and the trace, on a tiny grid."""
+    import json
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import es_scales
+
+    assert es_scales.main(["--quick", "--out", str(tmp_path / "s.json")]) == 0
+    rec = json.loads((tmp_path / "s.json").read_text())
+    assert [(r["cells"], r["coordinators"]) for r in rec["generation_zero"]] == list(es_scales.FACTORS)
+    assert all(np.isfinite(r["population_cost"]) for r in rec["generation_zero"])
+    assert [t["generation"] for t in rec["trace_both_0.05"]] == [0, 1, 2]
