@@ -84,12 +84,13 @@ def trivial_rows(grid: int, n_worlds: int) -> dict[str, dict[str, float]]:
     return rows
 
 
-def constant_answers(suite: str = "cpu-small") -> dict[str, dict]:
+def constant_answers(suite: str = "cpu-small", seeds: int | None = None) -> dict[str, dict]:
     """The best answer that does not know the goal, on ``suite``'s HNCA3 tasks: the mean of the
     task's targets, shown by every child. Layout: its final ``mse`` over the suite's evaluation
     worlds (10 seeds x 32); GoalSwitch: its expected ``mse_after_switch``, the mean over the
     goals of the mean image's MSE against each (after the switch every goal is equally likely:
-    the first is uniform, the new one uniform over the others), the same for every world."""
+    the first is uniform, the new one uniform over the others), the same for every world.
+    ``seeds``: score Layout on the first ``seeds`` evaluation seeds only (tests)."""
     from agents import benchmark
 
     s = benchmark.get_suite(suite)
@@ -101,7 +102,8 @@ def constant_answers(suite: str = "cpu-small") -> dict[str, dict]:
         image = jnp.mean(targets, axis=0)
         if task == "HNCA3-Layout-v0":
             per_seed = [baselines.evaluate_answer(env, baselines.image_answer(image), s.eval_key(i), params,
-                                                  n_worlds=s.eval_worlds)["mse"] for i in range(s.seeds)]  # fmt: skip
+                                                  n_worlds=s.eval_worlds)["mse"]
+                        for i in range(s.seeds if seeds is None else seeds)]  # fmt: skip
             out[task] = {"metric": "mse", "mean of the targets (constant)": float(np.mean(per_seed))}
         else:
             per_goal = jnp.mean((image[None] - targets) ** 2, axis=(1, 2, 3))
