@@ -242,6 +242,14 @@ def evaluate_policy(
     return _metrics_of(per_world)
 
 
+def _per_seed(per_world: Mapping[str, Any], n: int) -> list[dict[str, float]]:
+    return [_metrics_of({k: v[i] for k, v in per_world.items()}) for i in range(n)]
+
+
+def _split_record(per_seed: list[dict[str, float]], metric: str) -> dict:
+    return {"per_seed": per_seed, "scores": [s[metric] for s in per_seed]}
+
+
 def _score_seeds(
     suite: Suite, spec: TaskSpec, policy, seeds: Sequence[int], split: str | None = None
 ) -> list[dict[str, float]]:
@@ -252,8 +260,18 @@ def _score_seeds(
     def one(key):
         return evaluate_worlds(env, policy, key, params, n_worlds=suite.eval_worlds, world_chunk=None)
 
-    per_world = jax.jit(jax.vmap(one))(keys)
-    return [_metrics_of({k: v[i] for k, v in per_world.items()}) for i in range(len(seeds))]
+    return _per_seed(jax.jit(jax.vmap(one))(keys), len(seeds))
+
+
+def _score_maker(suite: Suite, spec: TaskSpec, policy_maker, seeds: Sequence[int]) -> tuple[list[dict], dict]:
+    """A policy that needs no training, made for the scoring env and for each split's env:
+    ``(per_seed, info)`` with ``info["splits"]`` where ``spec`` has splits."""
+    per_seed = _score_seeds(suite, spec, policy_maker(spec.make(evaluation=True)[0]), seeds)
+    splits = {
+        n: _split_record(_score_seeds(suite, spec, policy_maker(spec.make(True, n)[0]), seeds, n), spec.metric)
+        for n in spec.splits
+    }  # fmt: skip
+    return per_seed, ({"splits": splits} if splits else {})
 
 
 def _check_budget(spec: TaskSpec, per_iteration: int, what: str) -> int:
@@ -265,27 +283,13 @@ def _check_budget(spec: TaskSpec, per_iteration: int, what: str) -> int:
     return iters
 
 
-def _per_seed(per_world: Mapping[str, Any], n: int) -> list[dict[str, float]]:
-    return [_metrics_of({k: v[i] for k, v in per_world.items()}) for i in range(n)]
-
-
-def _split_record(per_seed: list[dict[str, float]], metric: str) -> dict:
-    return {"per_seed": per_seed, "scores": [s[metric] for s in per_seed]}
-
-
 def _builtin(name: str, suite: Suite, spec: TaskSpec, seeds: Sequence[int]) -> tuple[list[dict], dict]:
     """Train (where needed) and score a built-in algorithm on every seed; ``(per_seed, info)``;
     ``info["splits"]`` holds the held-out splits' scores of the same trained parameters."""
     env, env_params = spec.make()
     eval_env, eval_params = spec.make(evaluation=True)
     if name in ("random", "do-nothing"):
-        make = random_policy if name == "random" else zero_policy
-        per_seed = _score_seeds(suite, spec, make(eval_env), seeds)
-        splits = {
-            s: _split_record(_score_seeds(suite, spec, make(spec.make(True, s)[0]), seeds, s), spec.metric)
-            for s in spec.splits
-        }  # fmt: skip
-        return per_seed, ({"splits": splits} if splits else {})
+        return _score_maker(suite, spec, random_policy if name == "random" else zero_policy, seeds)
     keys = jnp.stack([suite.train_key(s) for s in seeds])
     eval_keys = jnp.stack([suite.eval_key(s) for s in seeds])
     episode = int(env_params.max_steps_in_episode)
@@ -417,9 +421,7 @@ def run_algorithm(
         base, coupling = split_name(algorithm)
         per_seed, info = _builtin(base, suite, ablated(spec, coupling), seeds)
     elif policy_maker is not None:
-        env, _ = spec.make(evaluation=True)
-        per_seed, info = _score_seeds(suite, spec, policy_maker(env), seeds), {}
-        splits = {n: _score_seeds(suite, spec, policy_maker(spec.make(True, n)[0]), seeds, n) for n in spec.splits}
+        per_seed, info = _score_maker(suite, spec, policy_maker, seeds)
     else:  # the trained policy is scored as it is on the splits' envs (an NCA rule is size-agnostic)
         env, env_params = spec.make()
         per_seed, info, splits = [], {}, {n: [] for n in spec.splits}
@@ -428,8 +430,8 @@ def run_algorithm(
             per_seed.append(evaluate_policy(suite, spec, pol, s))
             for n in spec.splits:
                 splits[n].append(evaluate_policy(suite, spec, pol, s, split=n))
-    if algorithm is None and splits:
-        info["splits"] = {n: _split_record(v, spec.metric) for n, v in splits.items()}
+        if splits:
+            info["splits"] = {n: _split_record(v, spec.metric) for n, v in splits.items()}
     if spec.metric not in per_seed[0]:
         raise ValueError(f"{task}: the evaluation gave no {spec.metric!r}; it gave {sorted(per_seed[0])}")
     return {
