@@ -40,5 +40,7 @@ def test_quick_mode_writes_the_record(tmp_path, name):
     assert all(Path(reproduce.ROOT / g).exists() for g in on_disk["gifs"])
     assert record["metrics"] == on_disk["metrics"]
     if name == "main":  # run again: the finished run is found, not retrained
-        again = reproduce.run_experiment(name, tmp_path, quick=True)
-        assert again["train_seconds"] == record["train_seconds"]
+        stamp = (tmp_path / name / "params.msgpack").stat().st_mtime_ns
+        cfg, run = reproduce.train(reproduce.EXPERIMENTS[name], tmp_path / name, quick=True)
+        assert run == tmp_path / name and cfg["iterations"] == record["iterations"]
+        assert (run / "params.msgpack").stat().st_mtime_ns == stamp
