@@ -693,6 +693,7 @@ def generalisation_table(suite: Suite, runs) -> str:
             cells = [_mean_ci(rec["scores"])]
             for n in spec.splits:
                 sc = rec["splits"][n]["scores"]
+                # round, then + 0.0: a mean that rounds to zero prints 0.000, not -0.000
                 norm = f"{round(float(np.mean(normalised(spec, sc, zero[n]))), 3) + 0.0:.3f}" if n in zero else ""
                 cells += [f"{n}: {_mean_ci(sc)}", norm]
             lines.append(f"| {task} | {spec.metric} {arrow} | {algo} | " + " | ".join(cells) + " |")

@@ -219,3 +219,12 @@ def test_the_constant_answer_beside_the_depth_table():
     want = np.mean([np.mean((t.mean(0) - g) ** 2) for g in t])
     assert rows["HNCA3-GoalSwitch-v0"]["mean of the targets (constant)"] == pytest.approx(want, rel=1e-5)
     assert 0 < rows["HNCA3-Layout-v0"]["mean of the targets (constant)"] < 0.3  # do-nothing: 0.318
+    # Layout: the mean image's MSE against each evaluation world's own goal (seed 0's worlds,
+    # started as hnca_env.baselines.answer_worlds starts them)
+    suite = benchmark.get_suite("cpu-small")
+    env, params = suite.task("HNCA3-Layout-v0").make(evaluation=True)
+    t = np.asarray(params.task_params["targets"], np.float64)
+    per_goal = np.mean((t.mean(0)[None] - t) ** 2, axis=(1, 2, 3))
+    goal_of = jax.jit(jax.vmap(lambda k: env.reset_env(jax.random.split(k)[0], params)[1].task["goal"]))
+    goals = np.asarray(goal_of(jax.random.split(suite.eval_key(0), suite.eval_worlds)))
+    assert rows["HNCA3-Layout-v0"]["mean of the targets (constant)"] == pytest.approx(per_goal[goals].mean(), rel=1e-5)
