@@ -236,7 +236,13 @@ class Checkpointer:
         none, saying why each step was skipped.
         """
         candidates = [step] if step is not None else sorted(self.steps(), reverse=True)
-        abstract = jax.eval_shape(to_tree, template)
+        # onto this process's first device, whatever devices the run was saved from (a run
+        # trained on a mesh of host devices reads back in a one-device process; a trainer
+        # on a mesh places the carry itself: agents.pool)
+        here = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        abstract = jax.tree.map(
+            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=here), jax.eval_shape(to_tree, template)
+        )
         skipped = []
         for s in candidates:
             why = damage(os.path.join(self.directory, str(s)))  # before Orbax reads anything

@@ -22,6 +22,7 @@ The command lives on the training side: ``hnca_env`` (the environments) never im
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -173,6 +174,7 @@ def _cmd_train(args) -> int:
     cfg = _run_config(args)
     out = args.resume or args.out
     env, env_params, pool_cfg, _ = _build_run(cfg)
+    pool_cfg = dataclasses.replace(pool_cfg, mesh=PoolRunConfig.from_dict(cfg).mesh())
     init, iteration, policy = make_pool_trainer(env, env_params, pool_cfg)
     os.makedirs(out, exist_ok=True)
     atomic_write(os.path.join(out, "config.json"), json.dumps(cfg, indent=2).encode())
@@ -618,6 +620,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="Orbax checkpoint every K iterations (200; 0 off)",
     )
     tr.add_argument("--keep", type=int, help="checkpoints kept (3)")
+    tr.add_argument(
+        "--devices",
+        type=int,
+        metavar="N",
+        help="split the pool and each batch over N devices (1); on a CPU, N host devices, one core each",
+    )
     tr.set_defaults(func=_cmd_train)
     ev = sub.add_parser("eval", help="the task's metrics of a trained run (writes DIR/eval.json)")
     ev.add_argument("--run", required=True, metavar="DIR", help="a run directory of hnca train")

@@ -38,7 +38,7 @@ from flax import struct
 
 from agents.networks import make_policy
 from hnca_env import physics, sharding
-from hnca_env.rollout import env_cells, resolve_world_chunk
+from hnca_env.rollout import WORLD_CHUNK_AUTO, env_cells, resolve_world_chunk
 
 Array = jax.Array
 
@@ -84,7 +84,8 @@ class PoolConfig:
     # Worlds differentiated together: None = the whole batch in one vmap; k = chunks of k
     # worlds in sequence, their gradients summed (same numbers; on a CPU 1.6x faster and 1/7
     # of the temporaries at batch 8, 72x72); "auto": chunks of ~8k cells on a CPU, else None
-    # (hnca_env.rollout.resolve_world_chunk).
+    # (hnca_env.rollout.resolve_world_chunk). With a mesh, k counts each device's worlds
+    # (chunk_per_device), and "auto" is one vmap.
     world_chunk: int | str | None = "auto"
 
     def __post_init__(self):
@@ -140,7 +141,6 @@ class PoolConfig:
                 f"PoolConfig.layers must be a positive integer (every level) or a mapping level -> "
                 f"positive integer, got {self.layers!r}"
             )
-        resolve_world_chunk(self.world_chunk, self.batch_size, self.mesh)  # raises on bad values
         if self.mesh is not None:
             n = self.mesh.shape[sharding.WORLDS]
             if self.pool_size % n or self.batch_size % n:
@@ -148,6 +148,25 @@ class PoolConfig:
                     f"with a mesh of {n} devices, pool_size ({self.pool_size}) and batch_size "
                     f"({self.batch_size}) must be multiples of {n}"
                 )
+        self.chunk_per_device()  # raises on bad values
+
+    def chunk_per_device(self, cells_per_world: int | None = None) -> int | None:
+        """The worlds each device differentiates at a time: ``None`` (its whole share of the
+        batch in one ``vmap``) or a divisor of its share. With a mesh an integer
+        ``world_chunk`` counts worlds *per device* (every device runs its chunks in sequence,
+        the devices side by side); ``"auto"`` is one ``vmap`` with a mesh."""
+        if self.mesh is None:
+            return resolve_world_chunk(self.world_chunk, self.batch_size, None, cells_per_world)
+        if self.world_chunk in (None, WORLD_CHUNK_AUTO):
+            return None
+        share = self.batch_size // self.mesh.shape[sharding.WORLDS]
+        try:
+            return resolve_world_chunk(self.world_chunk, share)
+        except ValueError as e:
+            raise ValueError(
+                f"{e}: with a mesh of {self.mesh.shape[sharding.WORLDS]} devices world_chunk counts the "
+                f"worlds of each device's share ({share} of batch_size {self.batch_size})"
+            ) from None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON/YAML-able settings: ``mesh`` is left out, tuples become lists."""
@@ -249,7 +268,18 @@ def make_pool_trainer(env, env_params, config: PoolConfig = PoolConfig()):
             )
         return state
 
-    @jax.jit
+    # on a mesh, every carry (a fresh one, an iteration's, one read from a checkpoint) is laid
+    # out the same way, the pool split over the devices and the rest replicated, so a resumed
+    # run compiles and computes exactly what an unbroken one does
+    if config.mesh is not None:
+        rep = jax.sharding.NamedSharding(config.mesh, jax.sharding.PartitionSpec())
+        carry_layout = PoolState(rep, rep, sharding.world_sharding(config.mesh), rep, rep)
+        jit_carry = partial(jax.jit, out_shardings=carry_layout)
+        jit_step = partial(jax.jit, out_shardings=(carry_layout, rep))
+    else:
+        jit_carry = jit_step = jax.jit
+
+    @jit_carry
     def init(key: Array) -> PoolState:
         k_p, k_s, key = jax.random.split(key, 3)
         params = p_init(k_p)
@@ -291,7 +321,8 @@ def make_pool_trainer(env, env_params, config: PoolConfig = PoolConfig()):
         losses = jax.vmap(env.loss, in_axes=(0, None))(final, env_params)
         return jnp.mean(losses), (final, losses)
 
-    chunk = resolve_world_chunk(config.world_chunk, config.batch_size, config.mesh, env_cells(env))
+    chunk = config.chunk_per_device(env_cells(env))
+    n_dev = 1 if config.mesh is None else config.mesh.shape[sharding.WORLDS]
 
     def batch_value_and_grad(params, batch, n_steps, keys):
         """``value_and_grad`` of :func:`rollout_loss` over the batch, or summed over chunks of
@@ -300,22 +331,31 @@ def make_pool_trainer(env, env_params, config: PoolConfig = PoolConfig()):
         vg = jax.value_and_grad(rollout_loss, has_aux=True)
         if chunk is None:
             return vg(params, batch, n_steps, keys)
-        n = config.batch_size // chunk
+        n = config.batch_size // (chunk * n_dev)
 
         def body(acc, xs):
-            chunk_batch, chunk_keys = xs
+            chunk_batch, chunk_keys = sharding.constrain_worlds(xs, config.mesh)
             (_, aux), g = vg(params, chunk_batch, n_steps, chunk_keys)
             return jax.tree.map(jnp.add, acc, g), aux
 
-        split = partial(jax.tree.map, lambda x: x.reshape(n, chunk, *x.shape[1:]))
+        # (B, ...) -> (n, D * chunk, ...): step j of the scan takes the j-th chunk of every
+        # device's contiguous share of the batch, so each device only reads its own worlds
+        def split(x):
+            x = x.reshape(n_dev, n, chunk, *x.shape[1:]).swapaxes(0, 1)
+            return sharding.constrain_worlds(x.reshape(n, n_dev * chunk, *x.shape[3:]), config.mesh, axis=1)
+
+        def merge(x):
+            x = x.reshape(n, n_dev, chunk, *x.shape[2:]).swapaxes(0, 1)
+            return x.reshape(config.batch_size, *x.shape[3:])
+
         grads, (final, losses) = jax.lax.scan(
-            body, jax.tree.map(jnp.zeros_like, params), split((batch, keys))
+            body, jax.tree.map(jnp.zeros_like, params), jax.tree.map(split, (batch, keys))
         )
-        final, losses = jax.tree.map(lambda x: x.reshape(config.batch_size, *x.shape[2:]), (final, losses))
+        final, losses = sharding.constrain_worlds(jax.tree.map(merge, (final, losses)), config.mesh)
         # each chunk's loss is the mean over its worlds; the batch mean is their mean
         return (jnp.mean(losses), (final, losses)), jax.tree.map(lambda g: g / n, grads)
 
-    @partial(jax.jit, donate_argnums=(0,) if config.donate else ())
+    @partial(jit_step, donate_argnums=(0,) if config.donate else ())
     def iteration(state: PoolState) -> tuple[PoolState, dict]:
         key, k_idx, k_seed, k_dmg, k_len, k_roll = jax.random.split(state.key, 6)
         idx = jax.random.choice(k_idx, config.pool_size, (config.batch_size,), replace=False)
@@ -353,5 +393,13 @@ def make_pool_trainer(env, env_params, config: PoolConfig = PoolConfig()):
         pool = sharding.constrain_worlds(pool, config.mesh)
         metrics = {"loss": loss, "max_loss": losses.max(), "steps": n_steps, "lr": schedule(state.iteration)}
         return PoolState(params, opt_state, pool, key, state.iteration + 1), metrics
+
+    if config.mesh is not None:
+        compiled_iteration = iteration
+
+        def iteration(state: PoolState) -> tuple[PoolState, dict]:
+            """A carry from anywhere (e.g. a checkpoint read onto one device) laid out on the
+            mesh first (a no-op for the previous iteration's output)."""
+            return compiled_iteration(jax.device_put(state, carry_layout))
 
     return init, iteration, p_apply

@@ -127,6 +127,9 @@ class PoolRunConfig:
     log_every: int = 10  # metrics.jsonl every N iterations
     env_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # more make() args
     trainer: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # PoolConfig, over rules
+    # the pool and each batch split over JAX's first N devices (a worlds mesh, see mesh());
+    # on a CPU ``hnca train`` makes N host devices, one thread each
+    devices: int = 1
 
     def __post_init__(self):
         if not isinstance(self.task, str):
@@ -137,6 +140,7 @@ class PoolRunConfig:
             ("checkpoint_every", 0),
             ("keep", 1),
             ("log_every", 1),
+            ("devices", 1),
         ):
             if not _is_int(getattr(self, name), least):
                 raise ValueError(
@@ -307,6 +311,24 @@ class PoolRunConfig:
             warmup_steps=default_warmup_steps(env, env_params),
         )
         return PoolConfig.from_dict({**derived, **self.trainer})
+
+    def mesh(self):
+        """The training mesh: ``None`` with one device, else a worlds mesh over JAX's first
+        ``devices`` devices (an error naming the fix when there are fewer)."""
+        if self.devices == 1:
+            return None
+        import jax
+
+        from hnca_env.sharding import world_mesh
+
+        have = jax.devices()
+        if len(have) < self.devices:
+            raise ValueError(
+                f"devices={self.devices} but JAX has {len(have)} {jax.default_backend()} device(s); on a "
+                f"CPU, start Python with XLA_FLAGS=--xla_force_host_platform_device_count={self.devices} "
+                "(the hnca command does this itself: it reads devices before JAX starts)"
+            )
+        return world_mesh(have[: self.devices])
 
     def build(self):
         """``(env, env_params, pool_config, (policy_init, policy_apply))`` of the run."""

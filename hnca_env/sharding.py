@@ -67,12 +67,16 @@ def replicate(tree: Any, mesh: Mesh | None) -> Any:
     return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
 
 
-def constrain_worlds(tree: Any, mesh: Mesh | None) -> Any:
-    """Inside ``jit``: ask for the leading axis of every leaf to be split over the mesh.
+def constrain_worlds(tree: Any, mesh: Mesh | None, axis: int = 0) -> Any:
+    """Inside ``jit``: ask for the leading axis (or ``axis``) of every leaf to be split over
+    the mesh.
 
     A no-op without a mesh, so a trainer can call it unconditionally.
     """
     if mesh is None:
         return tree
-    _check_divisible(tree, mesh)
-    return jax.lax.with_sharding_constraint(tree, world_sharding(mesh))
+    if axis == 0:
+        _check_divisible(tree, mesh)
+        return jax.lax.with_sharding_constraint(tree, world_sharding(mesh))
+    spec = NamedSharding(mesh, PartitionSpec(*([None] * axis), WORLDS))
+    return jax.lax.with_sharding_constraint(tree, spec)

@@ -62,7 +62,7 @@ def test_records_round_trip():
     assert json.loads(json.dumps(record)) == record
     assert PoolRunConfig.from_dict(record) == run
     assert PoolRunConfig.from_dict({**OLD_RECORD, "agent": "pool"}).to_dict() == {
-        **OLD_RECORD, "env_kwargs": {}, "trainer": {}
+        **OLD_RECORD, "env_kwargs": {}, "trainer": {}, "devices": 1
     }  # fmt: skip
     pool = PoolConfig(hidden={"cell": 8}, learn_perception=("parent",), layers={"cell": 2}, mutate=1)
     assert PoolConfig.from_dict(json.loads(json.dumps(pool.to_dict()))) == pool

@@ -29,6 +29,18 @@ def test_bars():
     assert acc.describe() == "cell_accuracy >= 0.85"
 
 
+def test_a_run_on_several_devices_trains_in_a_process_of_its_own(monkeypatch):
+    """JAX runs here already with its devices fixed, so a ``--devices 2`` run (the Digits
+    recipe) is started as the hnca command would be, in a fresh process; others in-process."""
+    calls = []
+    done = type("Done", (), {"returncode": 0})
+    monkeypatch.setattr(reproduce.subprocess, "run", lambda argv, **kw: calls.append(argv) or done)
+    args = reproduce.EXPERIMENTS["digits"].train_args(False)
+    assert args[args.index("--devices") + 1] == "2"
+    assert reproduce._cli(["train", *args, "--out", "x"]) == 0
+    assert calls == [[sys.executable, "-m", "agents.launch", "train", *args, "--out", "x"]]
+
+
 @pytest.mark.parametrize("name", sorted(reproduce.EXPERIMENTS))
 def test_quick_mode_writes_the_record(tmp_path, name):
     record = reproduce.run_experiment(name, tmp_path, quick=True)

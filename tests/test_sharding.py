@@ -65,6 +65,35 @@ SCRIPT = textwrap.dedent(
     np.testing.assert_allclose(float(m0["loss"]), float(m1["loss"]), rtol=1e-5)
     for a, b in zip(jax.tree.leaves(s0.params), jax.tree.leaves(s1.params)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
+    # ... and with each of 2 devices differentiating its 2 worlds one at a time (world_chunk
+    # counts per device with a mesh)
+    mesh2 = sharding.world_mesh(jax.devices()[:2])
+    init_c, iteration_c, _ = make_pool_trainer(genv, gparams, dataclasses.replace(cfg, mesh=mesh2, world_chunk=1))
+    s2 = init_c(jax.random.key(2))
+    for _ in range(2):
+        s2, m2 = iteration_c(s2)
+    assert len(s2.pool.grids["cell"].sharding.device_set) == 2, s2.pool.grids["cell"].sharding
+    np.testing.assert_allclose(float(m0["loss"]), float(m2["loss"]), rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(s0.params), jax.tree.leaves(s2.params)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
+    for a, b in zip(jax.tree.leaves(s0.pool), jax.tree.leaves(s2.pool)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
+
+    # the hnca command: --devices 2 trains on a mesh of 2, recorded, and resumes on it
+    import json, tempfile
+    from agents.launch import main as hnca
+    run = tempfile.mkdtemp() + "/run"
+    tiny = ["--task", "Grow-v0", "--grid", "12", "--target-size", "8", "--hidden", "8", "--pool-size", "8",
+            "--batch-size", "4", "--min-steps", "2", "--max-steps", "2", "--set", "trainer.world_chunk=1",
+            "--lr-boundary", "100", "--checkpoint-every", "1", "--log-every", "1"]
+    assert hnca(["train", *tiny, "--iterations", "2", "--devices", "2", "--out", run]) == 0
+    assert json.load(open(run + "/config.json"))["devices"] == 2
+    assert hnca(["train", "--resume", run, "--iterations", "3"]) == 0
+    assert len(open(run + "/metrics.jsonl").read().splitlines()) == 3
+    # ... exactly as a run that was never stopped (its checkpoint read onto one device, then placed)
+    straight = tempfile.mkdtemp() + "/run"
+    assert hnca(["train", *tiny, "--iterations", "3", "--devices", "2", "--out", straight]) == 0
+    assert open(run + "/params.msgpack", "rb").read() == open(straight + "/params.msgpack", "rb").read()
 
     # 4. PPO (MAPPO): the worlds of the rollouts sharded over the devices
     from agents.ppo import PPOConfig, make_ppo
@@ -110,9 +139,11 @@ def test_shard_worlds_rejects_indivisible_axis():
 
     with pytest.raises(ValueError, match="multiples of 3"):
         PoolConfig(pool_size=16, batch_size=4, mesh=FakeMesh())
-    # worlds run in sequence would serialise the mesh's devices; "auto" is vmap with a mesh
-    with pytest.raises(ValueError, match="use world_chunk=None"):
-        PoolConfig(pool_size=16, batch_size=4, mesh=mesh, world_chunk=1)
+    # with a mesh, world_chunk counts the worlds of each device's share of the batch
+    assert PoolConfig(pool_size=16, batch_size=4, mesh=mesh, world_chunk=2).chunk_per_device() == 2
+    with pytest.raises(ValueError, match="each device's share"):
+        PoolConfig(pool_size=16, batch_size=4, mesh=mesh, world_chunk=3)
+    assert PoolConfig(pool_size=16, batch_size=4, mesh=mesh).chunk_per_device(72 * 72) is None  # "auto"
     from hnca_env.rollout import resolve_world_chunk
 
     assert resolve_world_chunk("auto", 64, mesh, cells_per_world=72 * 72) is None
@@ -129,3 +160,27 @@ def test_replicate_and_no_mesh_passthrough():
     assert r["w"].sharding.is_fully_replicated
     assert sharding.replicate(x, None) is x
     assert sharding.constrain_worlds(x, None) is x
+
+
+def test_hnca_reads_devices_before_jax_starts(tmp_path):
+    """The ``hnca`` command finds a run's ``devices`` on its command line (or the resumed
+    run's record) before JAX starts; a process whose JAX has fewer devices gets an error
+    naming the fix."""
+    import json
+
+    from agents.launch import requested_devices
+    from agents.pool_run import PoolRunConfig
+
+    assert requested_devices(["train", "--devices", "2"]) == 2
+    assert requested_devices(["train", "--set", "devices=3", "--out", "x"]) == 3
+    assert requested_devices(["train", "--out", "x"]) == 1
+    assert requested_devices(["eval", "--run", "x"]) == 1
+    (tmp_path / "config.json").write_text(json.dumps({"devices": 2}))
+    assert requested_devices(["train", "--resume", str(tmp_path)]) == 2
+    (tmp_path / "c.yaml").write_text("devices: 4\n")
+    assert requested_devices(["train", "--config", str(tmp_path / "c.yaml")]) == 4
+    assert PoolRunConfig(devices=1).mesh() is None
+    with pytest.raises(ValueError, match="xla_force_host_platform_device_count=64"):
+        PoolRunConfig(devices=64).mesh()
+    with pytest.raises(ValueError, match="devices must be an integer >= 1"):
+        PoolRunConfig(devices=0)
