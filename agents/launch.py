@@ -12,9 +12,11 @@ must set ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` before it starts
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
+
+from agents.rundir import load_json
+from agents.settings import load_settings
 
 #: XLA:CPU's rendezvous limits (seconds) for runs on several host devices.
 COLLECTIVE_TIMEOUT_FLAGS = (
@@ -33,22 +35,14 @@ def requested_devices(argv: list[str]) -> int:
     ap.add_argument("--set", action="append", default=[])
     known, _ = ap.parse_known_args(argv[1:])
     n = known.devices
-    if n is None and known.resume:
-        path = os.path.join(known.resume, "config.json")
-        if os.path.exists(path):
-            with open(path) as f:
-                n = json.load(f).get("devices")
-    if n is None and not known.resume:
-        for item in reversed(known.set):
-            key, _, value = item.partition("=")
-            if key.strip() == "devices" and value.strip().isdigit():
-                n = int(value)
-                break
-    if n is None and not known.resume and known.config and os.path.exists(known.config):
-        import yaml
-
-        with open(known.config) as f:
-            n = (yaml.safe_load(f) or {}).get("devices")
+    try:
+        if n is None and known.resume:
+            path = os.path.join(known.resume, "config.json")
+            n = load_json(path).get("devices") if os.path.exists(path) else None
+        if n is None and not known.resume:
+            n = load_settings(known.config, known.set).get("devices")
+    except ValueError:  # a bad file or override: the command itself reports it
+        return 1
     return n if isinstance(n, int) and not isinstance(n, bool) and n > 1 else 1
 
 
