@@ -376,18 +376,19 @@ def test_library_rewards_on_every_task():
     # one reset and transition per task, shared by the three rewards (the reward does not
     # change the dynamics): each reward of the same (s, act, s2) against its definition
     for env_id in sorted(SMALL):
-        s = act = s2 = None
+        env, params = hnca_env.make(env_id, **SMALL[env_id])
+        _, s = env.reset(jax.random.key(1), params)
+        act = {lvl: jnp.zeros(sp.shape) for lvl, sp in env.action_space(params).spaces.items()}
+        s2 = env.transition(jax.random.key(2), s, act, params)[0]
+        err = np.asarray(env.task.error_map(s2, params), np.float64)
+        want = {
+            "local": -err,
+            "team": np.full_like(err, -err.mean()),
+            "improvement": np.asarray(env.task.error_map(s, params), np.float64) - err,
+        }
         for name in ("local", "team", "improvement"):
             env, params = hnca_env.make(env_id, reward=name, **SMALL[env_id])
-            if s is None:
-                _, s = env.reset(jax.random.key(1), params)
-                act = {lvl: jnp.zeros(sp.shape) for lvl, sp in env.action_space(params).spaces.items()}
-                s2 = env.transition(jax.random.key(2), s, act, params)[0]
-                err = np.asarray(env.task.error_map(s2, params), np.float64)
             r = {lvl: np.asarray(v) for lvl, v in env._reward_fn(s, act, s2, params).items()}
-            want = {"local": -err, "team": np.full_like(err, -err.mean())}
-            if name == "improvement":
-                want["improvement"] = np.asarray(env.task.error_map(s, params), np.float64) - err
             np.testing.assert_allclose(r["cell"], want[name], atol=1e-5, err_msg=f"{env_id} {name}")
             if env.has_parent:  # coordinators: the mean over their own cluster
                 k = env.cluster
