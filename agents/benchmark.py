@@ -145,6 +145,8 @@ _CPU_SMALL = (
     _small("HNCA3-GoalSwitch-v0", "mse_after_switch", grid=(16, 16), switch_times=(16,),
            max_steps_in_episode=32, clamp=True),  # fmt: skip
     _small("HNCA3-Layout-v0", "mse", grid=(16, 16), max_steps_in_episode=32, clamp=True),
+    _small("HNCA3-Mosaic-v0", "mse", grid=(16, 16), max_steps_in_episode=32),
+    _small("HNCA3-MosaicSwitch-v0", "mse", grid=(16, 16), switch_times=(16,), max_steps_in_episode=32),
 )
 
 SUITES: dict[str, Suite] = {

@@ -10,6 +10,7 @@ import pytest
 
 import hnca_env
 from hnca_env.levels import Level, Multiplexer, Observer, hnca_hierarchy
+from hnca_env.tasks.goals import MOSAIC_COLOURS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -228,3 +229,82 @@ def test_the_constant_answer_beside_the_depth_table():
     goal_of = jax.jit(jax.vmap(lambda k: env.reset_env(jax.random.split(k)[0], params)[1].task["goal"]))
     goals = np.asarray(goal_of(jax.random.split(suite.eval_key(0), suite.eval_worlds)))
     assert rows["HNCA3-Layout-v0"]["mean of the targets (constant)"] == pytest.approx(per_goal[goals].mean(), rel=1e-5)
+
+
+# ------------------------------------------------------------------ tasks solvable on a torus
+def test_mosaic_target_obs_and_tiles_by_hand():
+    """HNCA3-Mosaic-v0: the target is the layout's tiles in their colours, the top level alone
+    sees the layout (one bit per agent; at depth 2 each bit on 2×2 coordinators), and
+    ``tiles_right`` counts the tiles whose mean colour is nearer the right colour (NumPy)."""
+    env, params = hnca_env.make("HNCA3-Mosaic-v0", grid=(16, 16))
+    _, state = env.reset(jax.random.key(4), params)
+    layout = np.asarray(state.task["layout"])
+    assert layout.shape == (2, 2) and set(np.unique(layout)) <= {0, 1}
+    cols = np.asarray(params.task_params["colours"], np.float64)
+    want = np.kron(layout, np.ones((8, 8)))[..., None] * (cols[1] - cols[0]) + cols[0]
+    np.testing.assert_allclose(np.asarray(env.task.current_target(state, params)), want, atol=1e-7)
+    obs = env.get_obs(state, params)
+    np.testing.assert_array_equal(np.asarray(obs["grandparent"][..., -1]), layout)
+    assert obs["parent"].shape[-1] == env.obs_dim("parent") and env.task.extra_obs_dims() == {"grandparent": 1}
+    env2, _ = hnca_env.make("HNCA3-Mosaic-v0", grid=(16, 16), depth=2)
+    np.testing.assert_array_equal(np.asarray(env2.get_obs(state, params)["parent"][..., -1]), np.kron(layout, np.ones((2, 2))))
+    # cells: three tiles right, the fourth painted the other colour: tiles_right = 0.75
+    shown = want.copy()
+    shown[:8, :8] = cols[1 - layout[0, 0]]
+    cells = state.grids["cell"].at[..., :3].set(jnp.asarray(shown, jnp.float32))
+    tr = env.task.trace(state.replace(grids={**state.grids, "cell": cells}), params)
+    assert float(tr["tiles_right"]) == 0.75
+    np.testing.assert_allclose(float(tr["mse"]), np.mean((shown - want) ** 2), rtol=1e-5)
+    with pytest.raises(ValueError, match="multiple of 8"):
+        hnca_env.make("HNCA3-Mosaic-v0", grid=(20, 20))
+
+
+def test_mosaic_switch_draws_a_new_layout_at_the_switch():
+    env, params = hnca_env.make("HNCA3-MosaicSwitch-v0", grid=(16, 16), switch_times=(2,), max_steps_in_episode=4)
+    assert int(params.task_params["switch_times"][0]) == 2 and env.task.extra_obs_dims() == {"grandparent": 1}
+    zero = {lv: jnp.zeros((*env.grid_shape(lv), env.action_dim(lv))) for lv in env.levels}
+    layouts = []
+    for seed in range(6):  # a new draw differs from the old one in most worlds
+        _, s = env.reset(jax.random.key(seed), params)
+        first = np.asarray(s.task["layout"])
+        for t, k in enumerate(jax.random.split(jax.random.key(seed), 3)):
+            _, s, *_ = env.step_env(k, s, zero, params)
+            if t == 0:
+                np.testing.assert_array_equal(np.asarray(s.task["layout"]), first)  # time 1: kept
+        layouts.append((first, np.asarray(s.task["layout"])))
+    assert any(not np.array_equal(a, b) for a, b in layouts)
+    # the step before the switch is scored against the old layout: mse_before_switch = trace[1]
+    trace = {"mse": jnp.array([0.5, 0.25, 0.125, 0.0625, 0.03125]), "tiles_right": jnp.ones(5)}
+    out = env.task.summarize(trace, params)
+    assert float(out["mse_before_switch"]) == 0.25 and float(out["mse"]) == 0.03125
+
+
+def test_depth_benchmark_pieces():
+    """benchmarks/depth.py: the silenced top level's actions are zero (no update, no broadcast),
+    the others' untouched; the trivial rows are the mean colour's error (NumPy); the table
+    averages seeds (training is the CLI's, tested there)."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import depth as depth_bench
+    env, params = hnca_env.make("HNCA3-Mosaic-v0", grid=(16, 16), max_steps_in_episode=3)
+
+    def busy(key, obs):
+        return {lv: jnp.full((*env.grid_shape(lv), env.action_dim(lv)), 0.1) for lv in obs}
+
+    quiet = depth_bench.silenced(busy, ["grandparent"])
+    obs, s0 = env.reset(jax.random.key(0), params)
+    action, _ = quiet.step(jax.random.key(1), obs, quiet.init(s0), s0)
+    assert not np.any(np.asarray(action["grandparent"]))
+    for lv in ("cell", "parent"):
+        np.testing.assert_array_equal(np.asarray(action[lv]), np.asarray(busy(None, obs)[lv]))
+
+    rows = depth_bench.trivial_rows("HNCA3-Mosaic-v0", quick=True)
+    cols = np.asarray(MOSAIC_COLOURS, np.float64)  # each tile is one colour, the answer their mean
+    assert rows["constant: the mean colour"]["mse"] == pytest.approx(np.mean((cols - cols.mean(0)) ** 2), rel=1e-5)
+    runs = [{"task": "HNCA3-Mosaic-v0", "trainer": "pool", "depth": d, "seed": i,
+             "metrics": {"mse": 0.01 * d + i * 0.002, "tiles_right": 0.9},
+             "top_silenced": {"mse": 0.1, "tiles_right": 0.5}} for d in (3, 2, 1) for i in (0, 1)]  # fmt: skip
+    table = depth_bench.report({"runs": runs, "eval_worlds": 8, "baselines": {"HNCA3-Mosaic-v0": rows}})
+    row = next(x for x in table.splitlines() if x.startswith("| pool |"))
+    assert row == "| pool | 0.031 ± 0.002 | 0.1 ± 0 | 0.021 ± 0.002 | 0.011 ± 0.002 | 2 |"  # 1.96 × 0.0014 / √2

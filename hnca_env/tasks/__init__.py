@@ -32,6 +32,8 @@ SMOKE_SETTINGS = {
     "HNCA-Locomotion-v0": dict(grid=(16, 16), target_size=8, max_steps_in_episode=6),
     "HNCA3-GoalSwitch-v0": dict(grid=(16, 16), switch_times=(3,), max_steps_in_episode=6),
     "HNCA3-Layout-v0": dict(grid=(16, 16), max_steps_in_episode=6),
+    "HNCA3-MosaicSwitch-v0": dict(grid=(16, 16), switch_times=(3,), max_steps_in_episode=6),
+    "HNCA3-Mosaic-v0": dict(grid=(16, 16), max_steps_in_episode=6),
 }
 
 __all__ = ["Task", "TASK_MODULES", "SMOKE_SETTINGS"]

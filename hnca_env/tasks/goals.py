@@ -20,12 +20,23 @@ links. ``make(..., depth=2)`` gives the two-level version (the coordinators see 
 ``HNCA3-Layout-v0`` — grow a heart (14 px at 32×32) in one of the grid's four quadrants, drawn at
 reset and kept; only the top of three levels sees which (each top agent covers 8×8 children),
 so the large-scale layout is known only at the top. 128 steps from U[0, 1) noise; metric
-``mse`` (final); ``depth=2`` / ``1`` as above.
+``mse`` (final); ``depth=2`` / ``1`` as above. On the torus, from noise, no policy can place it:
+the quadrants are one orbit of the symmetries the hierarchy keeps (see below), so the mean of
+the four layouts is the best answer at every depth.
+
+``HNCA3-Mosaic-v0`` — paint a random two-colour mosaic of 8×8 tiles (one tile per top agent),
+the layout drawn per world at reset and seen only by the top level, one bit per agent; 64 steps
+from noise; states clamped to [-10, 10]. Metrics ``mse`` and ``tiles_right`` (chance 0.5).
+
+``HNCA3-MosaicSwitch-v0`` — the same with goal switching: a new layout is drawn at step 64 of
+128, and only the top level sees the change. Metrics ``mse`` and ``tiles_right`` (final, after
+the switch) and ``mse_before_switch``.
 
 Card
 ----
 Observation: children: their perception, nothing else; coordinators: their perception, the
-    sensed cluster mean, and the goal one-hot (``G`` channels, the task input).
+    sensed cluster mean, and at the level that sees it the goal one-hot (``G`` channels, the
+    task input; Mosaic: one channel, the layout bit under the agent).
 Action: child update ``(H, W, 12)``; coordinator update + 9-channel broadcast.
 Reward: ``local`` (minus the child's RGB squared error to the current goal's target), ``team``,
     ``improvement`` (the error drop is counted against the goal in force after the step).
@@ -34,7 +45,8 @@ Success metrics (per switch, averaged over the switches that happen): ``mse_befo
     (the step before the switch, against the old goal), ``mse_after_switch`` (the last step of
     the new goal's segment), ``steps_to_recover`` (steps after the switch until the error first
     falls to ``recover_tol`` = 0.02; the segment length if it never does), ``recovered``
-    (fraction of switches recovered), and ``mse`` (final).
+    (fraction of switches recovered), and ``mse`` (final). Layout: ``mse``; Mosaic: ``mse``
+    and ``tiles_right``.
 Reference: none published; a new benchmark of this suite.
 """
 
@@ -259,3 +271,153 @@ def layout_3(
 
 register("HNCA3-GoalSwitch-v0", goal_switch_3)
 register("HNCA3-Layout-v0", layout_3)
+
+
+# --------------------------------------------------------------------------- solvable on a torus
+# Every grid is a torus, the children start from i.i.d. noise and every agent of a level runs
+# the same rule, so a hierarchy whose top agents all receive the same input cannot tell one
+# position from another beyond the period of its coarsest grid: HNCA3-Layout-v0's four
+# quadrants (16 cells apart at 32×32, a multiple of the top level's 8) are one orbit, and no
+# policy can beat the mean of the four layouts there. The two tasks below keep what only the
+# top level knows while being solvable: the top level *sees* the layout at its own resolution,
+# one bit per agent, so no agent needs to know where it is.
+
+
+class MosaicTask(Task):
+    """A random two-colour layout of ``block × block`` tiles, drawn per world at reset and kept;
+    ``goal_level`` alone sees it, as a ``(H_l, W_l, 1)`` map of 0/1 at its own resolution
+    (``factor`` of its agents per tile side). ``EnvState.task = {"layout": (H/block, W/block) int32}``."""
+
+    def __init__(self, block: int, goal_level: str | None, factor: int = 1, target: np.ndarray | None = None):
+        super().__init__(target, visible=3)  # ``target``: what ``params.target`` holds (unused)
+        self.block, self.goal_level, self.factor = block, goal_level, factor
+
+    def check_params(self, params, env) -> None:
+        tp = params.task_params
+        if not isinstance(tp, dict) or "colours" not in tp:
+            raise ValueError("params.task_params must be a dict with 'colours' (2, 3): the off and on colours")
+        if jnp.shape(tp["colours"]) != (2, 3):
+            raise ValueError(f"task_params['colours'] has shape {jnp.shape(tp['colours'])}, expected (2, 3)")
+        if "switch_times" in tp and is_concrete(tp) and not np.issubdtype(np.asarray(tp["switch_times"]).dtype, np.integer):
+            raise ValueError("task_params['switch_times'] must be integers (-1 = unused slot)")
+
+    def init(self, key, cells, params):
+        h, w = cells.shape[0] // self.block, cells.shape[1] // self.block
+        return cells, {"layout": jax.random.bernoulli(key, 0.5, (h, w)).astype(jnp.int32)}
+
+    def post_step(self, key, state, next_state, params):
+        """At ``task_params["switch_times"]`` (if given) a new layout is drawn."""
+        times = params.task_params.get("switch_times")
+        if times is None:
+            return next_state
+        layout = state.task["layout"]
+        new = jax.random.bernoulli(key, 0.5, layout.shape).astype(jnp.int32)
+        switch = jnp.any(times == next_state.time)
+        return next_state.replace(task={"layout": jnp.where(switch, new, layout)})
+
+    def current_target(self, state, params):
+        tiles = params.task_params["colours"][state.task["layout"]]  # (h, w, 3)
+        return jnp.repeat(jnp.repeat(tiles, self.block, axis=0), self.block, axis=1)
+
+    def extra_obs_dims(self):
+        return {} if self.goal_level is None else {self.goal_level: 1}
+
+    def extra_obs(self, state, params):
+        if self.goal_level is None:
+            return {}
+        m = state.task["layout"].astype(jnp.float32)
+        m = jnp.repeat(jnp.repeat(m, self.factor, axis=0), self.factor, axis=1)
+        return {self.goal_level: m[..., None]}
+
+    def trace(self, state, params):
+        rgb = state.grids["cell"][..., :3]
+        h, w = rgb.shape[0] // self.block, rgb.shape[1] // self.block
+        means = rgb.reshape(h, self.block, w, self.block, 3).mean(axis=(1, 3))  # (h, w, 3)
+        cols = params.task_params["colours"]
+        d = jnp.sum((means[..., None, :] - cols) ** 2, axis=-1)  # (h, w, 2)
+        right = jnp.take_along_axis(d, state.task["layout"][..., None], axis=-1)[..., 0]
+        wrong = jnp.take_along_axis(d, 1 - state.task["layout"][..., None], axis=-1)[..., 0]
+        return {"mse": jnp.mean(self.error_map(state, params)), "tiles_right": jnp.mean(right < wrong)}
+
+    def summarize(self, trace, params):
+        out = {"mse": trace["mse"][-1], "tiles_right": trace["tiles_right"][-1]}
+        times = params.task_params.get("switch_times")
+        if times is not None:  # the step before the (first) switch, against the old layout
+            n = trace["mse"].shape[0]
+            t0 = jnp.min(jnp.where(times >= 1, times, n))
+            out["mse_before_switch"] = trace["mse"][jnp.clip(t0 - 1, 0, n - 1)]
+        return out
+
+
+#: ``HNCA3-Mosaic-v0``'s tile colours: off (teal), on (orange).
+MOSAIC_COLOURS = ((0.1, 0.5, 0.9), (0.9, 0.5, 0.1))
+
+
+def mosaic_3(
+    grid: tuple[int, int] = (32, 32),
+    colours: Sequence[Sequence[float]] = MOSAIC_COLOURS,
+    switch_times: Sequence[int] | None = None,
+    depth: int = 3,
+    goal_level: str | None = "top",
+    **kwargs: Any,
+) -> HNCAEnv:
+    """``HNCA3-Mosaic-v0``: paint a random two-colour mosaic whose tiles are the top level's
+    agents (8×8 children each: coordinators over 4×4 children, the top over 2×2 coordinators).
+    The layout is drawn per world at reset and seen only by the top level, one bit per agent:
+    the large-scale layout is known only at the top, and the children must get it two links
+    down. ``depth=2``: the coordinators see it (each bit on its 2×2 coordinators); ``depth=1``:
+    nobody (the best answer is the mean of the two colours). 64 steps from U[0, 1) noise;
+    metrics ``mse`` (final) and ``tiles_right`` (the fraction of tiles whose mean colour is
+    nearer the right colour than the other; chance 0.5)."""
+    grid = tuple(grid)
+    block = 8
+    if grid[0] % block or grid[1] % block:
+        raise ValueError(f"HNCA3-Mosaic-v0's grid must be a multiple of {block} per side, got {grid}")
+    colours = np.asarray(colours, np.float32)
+    if colours.shape != (2, 3):
+        raise ValueError(f"colours must be two RGB triples (off, on), got shape {colours.shape}")
+    kwargs = _depth_levels(depth, kwargs)
+    kwargs.setdefault("name", "HNCA3-Mosaic-v0")
+    kwargs.setdefault("clamp", True)  # states kept in [-10, 10]: long pool rollouts stay finite
+    levels = kwargs["levels"]
+    top = levels[-1].name if len(levels) > 1 else None
+    goal_level = top if goal_level == "top" else goal_level
+    factor = 1
+    if goal_level is not None:
+        names = [lv.name for lv in levels]
+        if goal_level not in names[1:]:
+            raise ValueError(f"goal_level {goal_level!r} is not a coordinator level of {names}")
+        scale = int(np.prod([lv.cluster for lv in levels[1 : names.index(goal_level) + 1]]))
+        if block % scale:
+            raise ValueError(f"{goal_level!r} agents cover {scale} cells per side, which does not divide the tile {block}")
+        factor = block // scale
+    task = MosaicTask(block, goal_level, factor, target=np.broadcast_to(colours.mean(axis=0), (*grid, 3)).copy())
+    overrides = {
+        "seed": "noise",
+        "tau_c": 0,
+        "max_steps_in_episode": 64,
+        "task_params": {"colours": jnp.asarray(colours)}
+        | ({} if switch_times is None else {"switch_times": jnp.asarray(switch_times, jnp.int32).reshape(-1)}),
+        **(kwargs.pop("default_overrides", None) or {}),
+    }
+    return HNCAEnv(grid=grid, task=task, default_overrides=overrides, **{"alive": False, **kwargs})
+
+
+def mosaic_switch_3(
+    grid: tuple[int, int] = (32, 32),
+    colours: Sequence[Sequence[float]] = MOSAIC_COLOURS,
+    switch_times: Sequence[int] = (64,),
+    depth: int = 3,
+    goal_level: str | None = "top",
+    **kwargs: Any,
+) -> HNCAEnv:
+    """``HNCA3-MosaicSwitch-v0``: :func:`mosaic_3` whose layout is drawn anew at ``switch_times``
+    (step 64 of 128): the top level must pass on a changed layout. Metrics ``mse`` and
+    ``tiles_right`` (final, after the switch) and ``mse_before_switch``."""
+    kwargs.setdefault("name", "HNCA3-MosaicSwitch-v0")
+    kwargs["default_overrides"] = {"max_steps_in_episode": 128, **(kwargs.get("default_overrides") or {})}
+    return mosaic_3(grid, colours, switch_times, depth, goal_level, **kwargs)
+
+
+register("HNCA3-Mosaic-v0", mosaic_3)
+register("HNCA3-MosaicSwitch-v0", mosaic_switch_3)
