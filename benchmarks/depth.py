@@ -207,6 +207,36 @@ def report(record: dict) -> str:
     return "\n".join(lines)
 
 
+def write_gif(runs: Path, task: str, path: Path, worlds: int = 3, scale: int = 6, every: int = 2) -> Path:
+    """A GIF of the seed-0 three-level pool policy over its episode in ``worlds`` evaluation
+    worlds: per row, the children intact | with the top level silenced | the target (every
+    level's grid overlaid, coarser borders darker); every ``every``-th step and the last."""
+    from hnca_env.render import render
+    from hnca_env.render import write_gif as save
+    from hnca_env.rollout import rollout_worlds
+
+    env, params, policy = trained_policy(run_dir(runs, task, "pool", 3, 0))
+    keys = jax.random.split(jax.random.key(0), worlds)
+    steps = int(params.max_steps_in_episode)
+
+    def frames(pol):
+        def rec(s):
+            return render(env, s, params, scale=scale, parent_grid=True, target=True)
+        return rollout_worlds(env, pol, keys, params, steps=steps, record=rec)[2]  # (worlds, T+1, H, 2W, 3)
+
+    intact = np.asarray(jax.jit(lambda: frames(policy))())
+    quiet = np.asarray(jax.jit(lambda: frames(silenced(policy, [env.levels[-1]])))())
+    w = intact.shape[3] // 2
+    gap = np.full((*intact.shape[:3], scale, 3), 255, np.uint8)
+    rows = np.concatenate([intact[..., :w, :], gap, quiet[..., :w, :], gap, intact[..., w:, :]], axis=3)
+    rows = np.swapaxes(rows, 0, 1)  # (T+1, worlds, H, W', 3)
+    rows = np.concatenate([rows, np.full((*rows.shape[:2], scale, *rows.shape[3:]), 255, np.uint8)], axis=2)
+    grid = rows.reshape(rows.shape[0], -1, *rows.shape[3:])  # the worlds one under another
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save(grid[sorted({*range(0, len(grid), every), len(grid) - 1})], str(path), fps=8)
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", default=str(ROOT / "runs" / "depth"))
@@ -216,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--report", action="store_true", help="only gather the finished runs and print the table")
+    ap.add_argument("--gif", metavar="DIR", help="with --report: a GIF per task of its seed-0 three-level pool "
+                    "policy, intact | top level silenced | target, into DIR")  # fmt: skip
     args = ap.parse_args(argv)
     runs = Path(args.runs)
     tasks, trainers = args.tasks.split(","), args.trainers.split(",")
@@ -228,6 +260,10 @@ def main(argv: list[str] | None = None) -> int:
                 for depth in (int(d) for d in args.depths.split(",")):
                     for seed in (int(s) for s in args.seeds.split(",")):
                         one_run(runs, task, trainer, depth, seed, args.quick)
+    if args.gif:
+        for task in tasks:
+            if (run_dir(runs, task, "pool", 3, 0) / "depth_eval.json").exists():
+                print("wrote", write_gif(runs, task, Path(args.gif) / f"{task}.gif"))
     record = gather(runs, args.quick)
     out = runs / "depth.json" if args.quick else RESULTS
     out.parent.mkdir(parents=True, exist_ok=True)
