@@ -54,8 +54,9 @@ RESULTS = ROOT / "benchmarks" / "results" / "depth.json"
 GRID = 16
 
 
-def train_args(task: str, trainer: str, depth: int, seed: int, quick: bool) -> list[str]:
-    """``hnca train`` arguments of one run: the same at every depth."""
+def train_args(task: str, trainer: str, depth: int, seed: int, quick: bool, ppo_updates: int | None = None) -> list[str]:
+    """``hnca train`` arguments of one run: the same at every depth (``ppo_updates``: IPPO's
+    length instead of :data:`PPO_UPDATES`)."""
     if trainer == "pool":
         args = ["--task", task, "--set", f"env_kwargs.depth={depth}", "--grid", str(GRID), "--seed", str(seed),
                 "--reseed", "1", "--lr", "3e-4"]  # fmt: skip
@@ -71,7 +72,7 @@ def train_args(task: str, trainer: str, depth: int, seed: int, quick: bool) -> l
         return [*args, "--set", "num_envs=2", "--set", "num_steps=4", "--set", "update_epochs=1",
                 "--set", "num_minibatches=1", "--set", "hidden=8", "--set", "parent_hidden=8",
                 "--set", "critic_hidden=8", "--iterations", "2", "--checkpoint-every", "2"]  # fmt: skip
-    return [*args, *PPO_SETTINGS, "--iterations", str(PPO_UPDATES), "--checkpoint-every", "50"]
+    return [*args, *PPO_SETTINGS, "--iterations", str(ppo_updates or PPO_UPDATES), "--checkpoint-every", "50"]
 
 
 #: IPPO's settings here (the rest: PPOConfig's defaults): 16 worlds x 32 steps per update.
@@ -111,7 +112,7 @@ def trained_policy(run: Path):
     return ppo.env, ppo.env_params, ppo.policy(params, True)
 
 
-def one_run(runs: Path, task: str, trainer: str, depth: int, seed: int, quick: bool) -> dict:
+def one_run(runs: Path, task: str, trainer: str, depth: int, seed: int, quick: bool, ppo_updates=None) -> dict:
     """Train (or resume) one run and score it; the record is cached in ``depth_eval.json``."""
     from agents.cli import main as cli
 
@@ -119,7 +120,7 @@ def one_run(runs: Path, task: str, trainer: str, depth: int, seed: int, quick: b
     done = run / "depth_eval.json"
     if done.exists():
         return json.loads(done.read_text())
-    args = train_args(task, trainer, depth, seed, quick)
+    args = train_args(task, trainer, depth, seed, quick, ppo_updates)
     iterations = args[args.index("--iterations") + 1]
     t0 = time.perf_counter()
     if (run / "config.json").exists():
@@ -159,11 +160,11 @@ def trivial_rows(task: str, quick: bool) -> dict[str, dict[str, float]]:
     return rows
 
 
-def gather(runs: Path, quick: bool) -> dict:
+def gather(runs: Path, quick: bool, command: str = "python benchmarks/depth.py") -> dict:
     """Every finished run under ``runs`` with the trivial rows: the JSON record."""
     found = [json.loads(p.read_text()) for p in sorted(runs.glob("*/*/depth_eval.json"))]
     return {
-        "command": "python benchmarks/depth.py" + (" --quick" if quick else ""),
+        "command": command,
         "grid": GRID, "eval_worlds": 8 if quick else EVAL_WORLDS, "eval_key": 0,
         "runs": found,
         "baselines": {t: trivial_rows(t, quick) for t in TASKS if any(r["task"] == t for r in found)},
@@ -245,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--depths", default="3,2,1")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--ppo-updates", type=int, help=f"IPPO's updates per run (default {PPO_UPDATES}); "
+                    "use another --runs for another budget (the record goes there, not to results/)")  # fmt: skip
     ap.add_argument("--report", action="store_true", help="only gather the finished runs and print the table")
     ap.add_argument("--gif", metavar="DIR", help="with --report: a GIF per task of its seed-0 three-level pool "
                     "policy, intact | top level silenced | target, into DIR")  # fmt: skip
@@ -259,13 +262,13 @@ def main(argv: list[str] | None = None) -> int:
             for trainer in trainers:
                 for depth in (int(d) for d in args.depths.split(",")):
                     for seed in (int(s) for s in args.seeds.split(",")):
-                        one_run(runs, task, trainer, depth, seed, args.quick)
+                        one_run(runs, task, trainer, depth, seed, args.quick, args.ppo_updates)
     if args.gif:
         for task in tasks:
             if (run_dir(runs, task, "pool", 3, 0) / "depth_eval.json").exists():
                 print("wrote", write_gif(runs, task, Path(args.gif) / f"{task}.gif"))
-    record = gather(runs, args.quick)
-    out = runs / "depth.json" if args.quick else RESULTS
+    record = gather(runs, args.quick, " ".join(["python benchmarks/depth.py", *(sys.argv[1:] if argv is None else argv)]))
+    out = runs / "depth.json" if args.quick or args.ppo_updates else RESULTS
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=2, default=float))
     print(report(record))

@@ -32,6 +32,17 @@ from noise; states clamped to [-10, 10]. Metrics ``mse`` and ``tiles_right`` (ch
 128, and only the top level sees the change. Metrics ``mse`` and ``tiles_right`` (final, after
 the switch) and ``mse_before_switch``.
 
+Measured (docs/training.md, "Three levels"; ``python benchmarks/depth.py``: 16×16 children, the
+same budget at every depth, 128 worlds per seed). Pool trainer, three levels: Mosaic MSE 0.017
+(97 % of tiles right, 3 seeds), MosaicSwitch 0.0098 after the switch (every tile right, 2
+seeds), where the flat version and the best answer without the layout (the mean colour,
+0.107) stay at chance; the same trained rule with its top level silenced falls back to chance
+(tiles 0.51–0.52). Two levels (the coordinators see the layout) do better still (0.003 and
+0.002). IPPO learns the two-level relay (0.002 and 0.040) but not the three-level one (the
+constant answer, also at 4× the budget). On GoalSwitch and Layout no trained policy beat the
+constant answer that paints the mean of the targets (GoalSwitch 0.0066, Layout 0.0133), and on
+Layout none can.
+
 Card
 ----
 Observation: children: their perception, nothing else; coordinators: their perception, the
