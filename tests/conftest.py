@@ -64,7 +64,6 @@ def tiny_run(tmp_path_factory):
 SLOW_FIRST = (
     "test_golden.py::test_goldens_at_xla_defaults",
     "test_sharding.py::test_sharded_equals_unsharded",
-    "test_sharding.py::test_sharded_ppo_equals_unsharded",
     "test_ppo.py::test_hnca_train_ppo_resume_and_eval",
     "test_reproduce.py::test_quick_mode_writes_the_record",
     "test_levels.py::test_both_trainers_train_a_three_level_env",

@@ -13,20 +13,17 @@ import pytest
 
 from hnca_env import sharding
 
-PRELUDE = """
-import dataclasses
-import jax, jax.numpy as jnp, numpy as np
-import hnca_env
-from hnca_env import sharding
-assert jax.device_count() == 4, jax.devices()
-mesh = sharding.world_mesh()
-"""
-
-SCRIPT = PRELUDE + textwrap.dedent(
+SCRIPT = textwrap.dedent(
     """
+    import dataclasses
+    import jax, jax.numpy as jnp, numpy as np
+    import hnca_env
+    from hnca_env import sharding
     from hnca_env.evaluate import evaluate_worlds, random_policy
     from agents.pool import PoolConfig, make_pool_trainer
 
+    assert jax.device_count() == 4, jax.devices()
+    mesh = sharding.world_mesh()
     env, params = hnca_env.make("HNCA-Grow-v0", grid=(16, 16), tau_c=2, max_steps_in_episode=5)
     policy = random_policy(env, 0.1)
 
@@ -104,15 +101,7 @@ SCRIPT = PRELUDE + textwrap.dedent(
     for a, b in zip(jax.tree.leaves(to_tree(straight)), jax.tree.leaves(to_tree(resumed))):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
-    print("SHARDED-OK")
-    """
-)
-
-
-#: PPO's part runs in a process of its own, so the two halves can run on two test workers.
-PPO_SCRIPT = PRELUDE + textwrap.dedent(
-    """
-    # PPO (MAPPO): the worlds of the rollouts sharded over the devices
+    # 4. PPO (MAPPO): the worlds of the rollouts sharded over the devices
     from agents.ppo import PPOConfig, make_ppo
     pcfg = PPOConfig.for_task(
         "Density-v0", algo="mappo", env_kwargs={"grid": (8, 8), "max_steps_in_episode": 8}, num_envs=4,
@@ -131,20 +120,12 @@ PPO_SCRIPT = PRELUDE + textwrap.dedent(
 )
 
 
-def _run_on_4_devices(script: str) -> None:
+def test_sharded_equals_unsharded_on_4_cpu_devices():
     env = dict(os.environ)
     env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4").strip()
     env["JAX_PLATFORMS"] = "cpu"
-    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
+    out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0 and "SHARDED-OK" in out.stdout, out.stdout[-3000:] + out.stderr[-5000:]
-
-
-def test_sharded_equals_unsharded_on_4_cpu_devices():
-    _run_on_4_devices(SCRIPT)
-
-
-def test_sharded_ppo_equals_unsharded_on_4_cpu_devices():
-    _run_on_4_devices(PPO_SCRIPT)
 
 
 def test_shard_worlds_rejects_indivisible_axis():
