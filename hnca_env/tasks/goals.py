@@ -295,8 +295,8 @@ register("HNCA3-Layout-v0", layout_3)
 
 
 class MosaicTask(Task):
-    """A random two-colour layout of ``block × block`` tiles, drawn per world at reset and kept;
-    ``goal_level`` alone sees it, as a ``(H_l, W_l, 1)`` map of 0/1 at its own resolution
+    """A random two-colour layout of ``block × block`` tiles, drawn per world at reset and kept
+    (drawn anew at ``task_params["switch_times"]`` when given); ``goal_level`` alone sees it, as a ``(H_l, W_l, 1)`` map of 0/1 at its own resolution
     (``factor`` of its agents per tile side). ``EnvState.task = {"layout": (H/block, W/block) int32}``."""
 
     def __init__(self, block: int, goal_level: str | None, factor: int = 1, target: np.ndarray | None = None):
