@@ -34,8 +34,8 @@ the switch) and ``mse_before_switch``.
 
 Measured (docs/training.md, "Three levels"; ``python benchmarks/depth.py``: 16×16 children, the
 same budget at every depth, 128 worlds per seed). Pool trainer, three levels: Mosaic MSE 0.017
-(97 % of tiles right, 3 seeds), MosaicSwitch 0.0098 after the switch (every tile right, 2
-seeds), where the flat version and the best answer without the layout (the mean colour,
+(97 % of tiles right), MosaicSwitch 0.012 after the switch (99.7 % right; 3 seeds each),
+where the flat version and the best answer without the layout (the mean colour,
 0.107) stay at chance; the same trained rule with its top level silenced falls back to chance
 (tiles 0.51–0.52). Two levels (the coordinators see the layout) do better still (0.003 and
 0.002). IPPO learns the two-level relay (0.002 and 0.040) but not the three-level one (the
