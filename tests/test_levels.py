@@ -257,6 +257,14 @@ def test_mosaic_target_obs_and_tiles_by_hand():
     np.testing.assert_allclose(float(tr["mse"]), np.mean((shown - want) ** 2), rtol=1e-5)
     with pytest.raises(ValueError, match="multiple of 8"):
         hnca_env.make("HNCA3-Mosaic-v0", grid=(20, 20))
+    with pytest.raises(ValueError, match="two RGB triples"):
+        hnca_env.make("HNCA3-Mosaic-v0", grid=(16, 16), colours=[(1, 0, 0)])
+    with pytest.raises(ValueError, match="not a coordinator level"):
+        hnca_env.make("HNCA3-Mosaic-v0", grid=(16, 16), goal_level="cell")
+    with pytest.raises(ValueError, match=r"expected \(2, 3\)"):
+        env.check_params(params.replace(task_params={"colours": jnp.zeros((3, 3))}))
+    with pytest.raises(ValueError, match="must be integers"):
+        env.check_params(params.replace(task_params={**params.task_params, "switch_times": jnp.array([2.5])}))
 
 
 def test_mosaic_switch_draws_a_new_layout_at_the_switch():

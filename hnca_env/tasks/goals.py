@@ -78,6 +78,11 @@ from hnca_env.tasks.base import HNCA_STRUCTURE, Task, is_concrete
 Array = jax.Array
 
 
+def _check_switch_times(tp: dict) -> None:
+    if is_concrete(tp) and not np.issubdtype(np.asarray(tp["switch_times"]).dtype, np.integer):
+        raise ValueError("task_params['switch_times'] must be integers (-1 = unused slot)")
+
+
 class GoalSwitchTask(Task):
     """``G`` targets in ``task_params["targets"]``; ``EnvState.task = {"goal": int32}``."""
 
@@ -104,8 +109,7 @@ class GoalSwitchTask(Task):
                 f"task_params['targets'] has shape {jnp.shape(tp['targets'])}, expected {want} "
                 "(the number of goals is structure: set it with goals=[...] in make)"
             )
-        if is_concrete(tp) and not np.issubdtype(np.asarray(tp["switch_times"]).dtype, np.integer):
-            raise ValueError("task_params['switch_times'] must be integers (-1 = unused slot)")
+        _check_switch_times(tp)
 
     def init(self, key, cells, params):
         return cells, {"goal": jax.random.randint(key, (), 0, self.n_goals)}
@@ -309,8 +313,8 @@ class MosaicTask(Task):
             raise ValueError("params.task_params must be a dict with 'colours' (2, 3): the off and on colours")
         if jnp.shape(tp["colours"]) != (2, 3):
             raise ValueError(f"task_params['colours'] has shape {jnp.shape(tp['colours'])}, expected (2, 3)")
-        if "switch_times" in tp and is_concrete(tp) and not np.issubdtype(np.asarray(tp["switch_times"]).dtype, np.integer):
-            raise ValueError("task_params['switch_times'] must be integers (-1 = unused slot)")
+        if "switch_times" in tp:
+            _check_switch_times(tp)
 
     def init(self, key, cells, params):
         h, w = cells.shape[0] // self.block, cells.shape[1] // self.block
