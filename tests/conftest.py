@@ -48,6 +48,18 @@ TINY_TRAIN = ["--grid", "12", "--target-size", "8", "--pool-size", "8", "--hidde
 TINY_TRAIN += ["--min-steps", "2", "--max-steps", "3", "--log-every", "1", "--checkpoint-every", "2"]
 
 
+def suite_ids() -> set[str]:
+    """Ids registered by the task modules (not by tests that register their own, such as
+    tests/test_registry_and_errors.py, whose ids stay in the process's registry)."""
+    import hnca_env
+    from hnca_env import registry
+
+    def module(f):
+        return getattr(getattr(f, "func", f), "__module__", "")
+
+    return {i for i, f in registry._REGISTRY.items() if module(f) in hnca_env.tasks.TASK_MODULES}
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
     """One finished 4-iteration ``hnca train`` run (checkpoints 2 and 4), shared by

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import suite_ids
 
 import hnca_env
 from hnca_env.evaluate import evaluate, random_policy, zero_policy
@@ -19,18 +20,8 @@ from hnca_env.tasks.metamorphosis import SYNTHETIC, signal_readout_rule, synthet
 SMALL = hnca_env.tasks.SMOKE_SETTINGS
 
 
-def _suite_ids() -> set[str]:
-    """Ids registered by the task modules (not by tests that register their own)."""
-    from hnca_env import registry
-
-    def module(f):
-        return getattr(getattr(f, "func", f), "__module__", "")
-
-    return {i for i, f in registry._REGISTRY.items() if module(f) in hnca_env.tasks.TASK_MODULES}
-
-
 def test_every_registered_id_has_small_settings_and_a_card():
-    assert set(SMALL) == _suite_ids()
+    assert set(SMALL) == suite_ids()
     import importlib
 
     for module in hnca_env.tasks.TASK_MODULES:
