@@ -474,8 +474,10 @@ def _digits_args(quick: bool) -> list[str]:
                 "--set", "trainer.mutate=2", "--set", "env_kwargs.max_steps_in_episode=8"]  # fmt: skip
     # both cores: the batch split over 2 CPU devices, each differentiating its worlds one at
     # a time (world_chunk=1: 784-cell worlds stay in cache), 20 steps as the reference
-    return [*common, "--hidden", "80", "--pool-size", "1024", "--batch-size", "8", "--min-steps", "20",
-            "--max-steps", "20", "--iterations", "20000", "--lr-boundary", "8000", "--set", "trainer.mutate=2",
+    # hidden 128 (not the reference's 80): the rule under-fits at 80 (training-split accuracy
+    # 0.80 against 0.78 held out), and 128 costs 6% more time an iteration here
+    return [*common, "--hidden", "128", "--pool-size", "1024", "--batch-size", "8", "--min-steps", "20",
+            "--max-steps", "20", "--iterations", "20000", "--lr-boundary", "14000", "--set", "trainer.mutate=2",
             "--set", "trainer.world_chunk=1", "--devices", "2", "--checkpoint-every", "500", "--keep", "50",
             "--log-every", "50"]  # fmt: skip
 
