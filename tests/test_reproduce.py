@@ -56,3 +56,17 @@ def test_quick_mode_writes_the_record(tmp_path, name):
         cfg, run = reproduce.train(reproduce.EXPERIMENTS[name], tmp_path / name, quick=True)
         assert run == tmp_path / name and cfg["iterations"] == record["iterations"]
         assert (run / "params.msgpack").stat().st_mtime_ns == stamp
+
+
+def test_the_summary_puts_each_bar_beside_the_best_trivial_baseline():
+    bar = {"bar": "cell_accuracy >= 0.85 (goal 0.953)", "value": 0.9, "threshold": 0.85, "met": True,
+           "first_checkpoint_meeting_it": {"iteration": 16000, "train_seconds": 2826.4}}  # fmt: skip
+    low = {"bar": "mse <= 0.004", "value": 0.005, "threshold": 0.004, "met": False, "first_checkpoint_meeting_it": None}
+    records = {
+        "digits": {"bars": {"acc": bar}, "baselines": {"do-nothing": {"cell_accuracy": 0.07},
+                   "always 3": {"cell_accuracy": 0.10}, "ours on the training split": {"cell_accuracy": 0.95}}},
+        "main": {"bars": {"grow": low}, "baselines": {"do-nothing": {"mse": 0.1}, "disc": {"mse": 0.014}}},
+    }  # fmt: skip
+    rows = reproduce._summary(records).splitlines()[2:]
+    assert rows[0] == "| digits | `cell_accuracy >= 0.85 (goal 0.953)` | 0.9 | always 3: 0.1 | **met** | 16,000, 47 min |"
+    assert rows[1] == "| main | `mse <= 0.004` | 0.005 | disc: 0.014 | **missed** | — |"
