@@ -7,6 +7,8 @@ of tests/test_golden.py). On the machine that recorded the goldens they must mat
 what users run, so there tests/test_golden.py compares them in subprocesses at XLA's defaults
 (``HNCA_TESTS_XLA_DEFAULTS=1``, which also turns the setting off here). An ``XLA_FLAGS`` that
 already names the level is left alone.
+
+The tests also share one on-disk XLA compilation cache per run (below).
 """
 
 import os
@@ -15,6 +17,22 @@ XLA_DEFAULTS = os.environ.get("HNCA_TESTS_XLA_DEFAULTS") == "1"
 if not XLA_DEFAULTS and "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
     # must precede jax's first use of its CPU backend (this file is imported before any test)
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=2").strip()
+
+# One on-disk XLA compilation cache per test run, shared by the xdist workers and the
+# subprocesses the tests start (they inherit the environment from the process that made it):
+# many tests build the same small programs anew (a trainer per test, an `hnca train` per run),
+# which then compile once. It starts empty on every run, so every program still compiles at
+# least once in each run; a hit loads the executable that the same compile produced. Removed
+# when the run ends. HNCA_TESTS_COMPILE_CACHE=0 turns it off; a JAX_COMPILATION_CACHE_DIR
+# already set is used as it is (and kept).
+OWN_COMPILE_CACHE = None
+if os.environ.get("HNCA_TESTS_COMPILE_CACHE", "1") != "0" and "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    import tempfile
+
+    OWN_COMPILE_CACHE = tempfile.mkdtemp(prefix="hnca-tests-xla-cache-")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = OWN_COMPILE_CACHE
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
@@ -91,3 +109,10 @@ def pytest_collection_modifyitems(config, items):
         return next((i for i, name in enumerate(SLOW_FIRST) if name in item.nodeid), len(SLOW_FIRST))
 
     items.sort(key=rank)  # stable: the rest keep their order
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if OWN_COMPILE_CACHE is not None:  # the process that made it (the xdist controller, or the only one)
+        import shutil
+
+        shutil.rmtree(OWN_COMPILE_CACHE, ignore_errors=True)
