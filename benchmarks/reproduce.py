@@ -789,7 +789,8 @@ NOTES = {
         "batch 8 or 650 at batch 16, where the depthwise model's was falling; fixed perception "
         "reached 0.31 accuracy at step 20 after 4,000 iterations; the raw neighbourhood with one "
         "layer was at chance after 500; Adam 1e-2 did not help. "
-        "Nothing else ran on the machine during training. The `+dirty` commit: the tree differed "
+        "Nothing else ran on the machine during training but two Python processes of a few "
+        "seconds each, pinned to one core, in its second minute. The `+dirty` commit: the tree differed "
         "from the commit only in tests/conftest.py (edited while the run went; the run does not "
         "load it)."
     ),
