@@ -27,9 +27,14 @@ if not XLA_DEFAULTS and "xla_backend_optimization_level" not in os.environ.get("
 # already set is used as it is (and kept).
 OWN_COMPILE_CACHE = None
 if os.environ.get("HNCA_TESTS_COMPILE_CACHE", "1") != "0" and "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    import atexit
+    import shutil
     import tempfile
 
     OWN_COMPILE_CACHE = tempfile.mkdtemp(prefix="hnca-tests-xla-cache-")
+    # at the exit of the process that made it (the xdist controller, or the only process), after
+    # the workers have stopped; also when the run fails before it starts
+    atexit.register(shutil.rmtree, OWN_COMPILE_CACHE, ignore_errors=True)
     os.environ["JAX_COMPILATION_CACHE_DIR"] = OWN_COMPILE_CACHE
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
@@ -109,10 +114,3 @@ def pytest_collection_modifyitems(config, items):
         return next((i for i, name in enumerate(SLOW_FIRST) if name in item.nodeid), len(SLOW_FIRST))
 
     items.sort(key=rank)  # stable: the rest keep their order
-
-
-def pytest_sessionfinish(session, exitstatus):
-    if OWN_COMPILE_CACHE is not None:  # the process that made it (the xdist controller, or the only one)
-        import shutil
-
-        shutil.rmtree(OWN_COMPILE_CACHE, ignore_errors=True)
