@@ -1,5 +1,6 @@
 """Does a third level matter? Two tasks where only the top of three levels knows what to do,
-trained three, two and one level deep with the pool trainer and with IPPO at equal budget.
+trained three, two and one level deep with the pool trainer and with IPPO (MAPPO on request) at
+equal budget, with the tasks' coupling (H-NCA's adders) or another (``--multiplexer replace``).
 
 - ``HNCA3-Mosaic-v0``: paint a random two-colour mosaic of 8×8 tiles; only the top level sees
   the layout (one bit per top agent). Metrics: ``mse`` and ``tiles_right`` (chance 0.5).
@@ -18,6 +19,8 @@ Beside them, by the same code: do-nothing and the best answer that does not know
     python benchmarks/depth.py --tasks HNCA3-Mosaic-v0 --trainers pool --seeds 0,1,2
     python benchmarks/depth.py --report             # the table from the runs done so far
     python benchmarks/depth.py --quick              # seconds (tests), into --runs
+    python benchmarks/depth.py --runs runs/depth_replace --multiplexer replace   # the replace coupling
+                                                    # -> benchmarks/results/depth_replace.json
 
 Resumable: each run lives in ``--runs DIR/<task>/<trainer>_d<depth>_s<seed>``; a finished run
 (its ``depth_eval.json``) is not redone, an unfinished one is resumed from its checkpoint.
@@ -47,18 +50,21 @@ from hnca_env.rollout import CarryPolicy, as_carry_policy  # noqa: E402
 
 TASKS = {"HNCA3-Mosaic-v0": ("mse", "tiles_right"),
          "HNCA3-MosaicSwitch-v0": ("mse", "tiles_right", "mse_before_switch")}
-TRAINERS = ("pool", "ippo")
+TRAINERS = ("pool", "ippo", "mappo")
 DEPTHS = (3, 2, 1)
 EVAL_WORLDS = 128
 RESULTS = ROOT / "benchmarks" / "results" / "depth.json"
 GRID = 16
 
 
-def train_args(task: str, trainer: str, depth: int, seed: int, quick: bool, ppo_updates: int | None = None) -> list[str]:
-    """``hnca train`` arguments of one run: the same at every depth (``ppo_updates``: IPPO's
-    length instead of :data:`PPO_UPDATES`)."""
+def train_args(task: str, trainer: str, depth: int, seed: int, quick: bool, ppo_updates: int | None = None,
+               multiplexer: str | None = None) -> list[str]:
+    """``hnca train`` arguments of one run: the same at every depth (``ppo_updates``: PPO's
+    length instead of :data:`PPO_UPDATES`; ``multiplexer``: the env's coupling instead of the
+    task's, e.g. ``"replace"``)."""
+    mux = [] if multiplexer is None else ["--set", f"env_kwargs.multiplexer={multiplexer}"]
     if trainer == "pool":
-        args = ["--task", task, "--set", f"env_kwargs.depth={depth}", "--grid", str(GRID), "--seed", str(seed),
+        args = ["--task", task, "--set", f"env_kwargs.depth={depth}", *mux, "--grid", str(GRID), "--seed", str(seed),
                 "--reseed", "1", "--lr", "3e-4"]  # fmt: skip
         if quick:
             return [*args, "--hidden", "8", "--pool-size", "8", "--batch-size", "2", "--min-steps", "2",
@@ -66,7 +72,7 @@ def train_args(task: str, trainer: str, depth: int, seed: int, quick: bool, ppo_
         return [*args, "--hidden", "32", "--pool-size", "256", "--batch-size", "8", "--min-steps", "32",
                 "--max-steps", "48", "--iterations", "1500", "--lr-boundary", "1000", "--checkpoint-every", "250",
                 "--log-every", "10"]  # fmt: skip
-    args = ["--task", task, "--agent", trainer, "--seed", str(seed), "--set", f"env_kwargs.depth={depth}",
+    args = ["--task", task, "--agent", trainer, "--seed", str(seed), "--set", f"env_kwargs.depth={depth}", *mux,
             "--set", f"env_kwargs.grid=[{GRID},{GRID}]"]  # fmt: skip
     if quick:
         return [*args, "--set", "num_envs=2", "--set", "num_steps=4", "--set", "update_epochs=1",
@@ -112,7 +118,8 @@ def trained_policy(run: Path):
     return ppo.env, ppo.env_params, ppo.policy(params, True)
 
 
-def one_run(runs: Path, task: str, trainer: str, depth: int, seed: int, quick: bool, ppo_updates=None) -> dict:
+def one_run(runs: Path, task: str, trainer: str, depth: int, seed: int, quick: bool, ppo_updates=None,
+            multiplexer=None) -> dict:
     """Train (or resume) one run and score it; the record is cached in ``depth_eval.json``."""
     from agents.cli import main as cli
 
@@ -120,7 +127,7 @@ def one_run(runs: Path, task: str, trainer: str, depth: int, seed: int, quick: b
     done = run / "depth_eval.json"
     if done.exists():
         return json.loads(done.read_text())
-    args = train_args(task, trainer, depth, seed, quick, ppo_updates)
+    args = train_args(task, trainer, depth, seed, quick, ppo_updates, multiplexer)
     iterations = args[args.index("--iterations") + 1]
     t0 = time.perf_counter()
     if (run / "config.json").exists():
@@ -145,6 +152,36 @@ def one_run(runs: Path, task: str, trainer: str, depth: int, seed: int, quick: b
     tmp.write_text(json.dumps(record, indent=2))
     os.replace(tmp, done)
     return record
+
+
+def diagnose(run: Path, worlds: int = 32, times=(4, 16, 64)) -> dict:
+    """How a three-level rule's coordinators carry the layout, over ``worlds`` evaluation worlds
+    (key 0): per coordinator level and step, the fraction of its state values at the clamp
+    (``|x| >= 0.999 * clamp_max``), and ``layout_gap``: the largest difference, over channels,
+    between the mean state of the first coordinators over tiles of the two layout bits."""
+    from hnca_env.rollout import rollout_worlds
+
+    env, params, policy = trained_policy(run)
+    keys = jax.random.split(jax.random.key(0), worlds)
+    ups = [lv for lv in env.levels[1:]]
+
+    def rec(s):
+        return {lv: s.grids[lv] for lv in ups}, s.task["layout"]
+
+    steps = max(times)
+    _, _, (grids, layout) = jax.jit(lambda: rollout_worlds(env, policy, keys, params, steps=steps, record=rec))()
+    bound = 0.999 * float(params.clamp_max)
+    out = {"at_clamp": {lv: {t: float(np.mean(np.abs(np.asarray(grids[lv][:, t])) >= bound)) for t in times}
+                        for lv in ups}}  # fmt: skip
+    first = np.asarray(grids[ups[0]])  # (worlds, T+1, h, w, C)
+    rep = first.shape[2] // layout.shape[2]
+    gap = {}
+    for t in times:
+        bit = np.repeat(np.repeat(np.asarray(layout[:, t]), rep, 1), rep, 2)
+        x = first[:, t]
+        gap[t] = float(np.max(np.abs(x[bit == 1].mean(0) - x[bit == 0].mean(0))))
+    out["layout_gap"] = {ups[0]: gap}
+    return out
 
 
 def trivial_rows(task: str, quick: bool) -> dict[str, dict[str, float]]:
@@ -208,15 +245,16 @@ def report(record: dict) -> str:
     return "\n".join(lines)
 
 
-def write_gif(runs: Path, task: str, path: Path, worlds: int = 3, scale: int = 6, every: int = 2) -> Path:
-    """A GIF of the seed-0 three-level pool policy over its episode in ``worlds`` evaluation
+def write_gif(runs: Path, task: str, path: Path, worlds: int = 3, scale: int = 6, every: int = 2,
+              trainer: str = "pool") -> Path:
+    """A GIF of the seed-0 three-level ``trainer`` policy over its episode in ``worlds`` evaluation
     worlds: per row, the children intact | with the top level silenced | the target (every
     level's grid overlaid, coarser borders darker); every ``every``-th step and the last."""
     from hnca_env.render import render
     from hnca_env.render import write_gif as save
     from hnca_env.rollout import rollout_worlds
 
-    env, params, policy = trained_policy(run_dir(runs, task, "pool", 3, 0))
+    env, params, policy = trained_policy(run_dir(runs, task, trainer, 3, 0))
     keys = jax.random.split(jax.random.key(0), worlds)
     steps = int(params.max_steps_in_episode)
 
@@ -242,33 +280,57 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", default=str(ROOT / "runs" / "depth"))
     ap.add_argument("--tasks", default=",".join(TASKS))
-    ap.add_argument("--trainers", default=",".join(TRAINERS))
+    ap.add_argument("--trainers", default="pool,ippo", help=f"of {TRAINERS}")
     ap.add_argument("--depths", default="3,2,1")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--ppo-updates", type=int, help=f"IPPO's updates per run (default {PPO_UPDATES}); "
                     "use another --runs for another budget (the record goes there, not to results/)")  # fmt: skip
+    ap.add_argument("--multiplexer", help="the env's coupling (e.g. replace) instead of the task's adder; use "
+                    "another --runs; the record goes to results/depth_<multiplexer>.json")  # fmt: skip
+    ap.add_argument("--diagnose", metavar="FILE", help="only: for each finished three-level run of --tasks, "
+                    "--trainers and --seeds, how its coordinators carry the layout (diagnose()), into FILE (JSON)")  # fmt: skip
     ap.add_argument("--report", action="store_true", help="only gather the finished runs and print the table")
-    ap.add_argument("--gif", metavar="DIR", help="with --report: a GIF per task of its seed-0 three-level pool "
-                    "policy, intact | top level silenced | target, into DIR")  # fmt: skip
+    ap.add_argument("--gif", metavar="DIR", help="with --report: a GIF per task of its seed-0 three-level "
+                    "policy (of --gif-trainer), intact | top level silenced | target, into DIR")  # fmt: skip
+    ap.add_argument("--gif-trainer", default="pool", help=f"whose policy the GIFs show, of {TRAINERS}")
     args = ap.parse_args(argv)
     runs = Path(args.runs)
     tasks, trainers = args.tasks.split(","), args.trainers.split(",")
     bad = [t for t in tasks if t not in TASKS] + [t for t in trainers if t not in TRAINERS]
     if bad:
         raise SystemExit(f"unknown task or trainer {bad}; tasks {list(TASKS)}, trainers {list(TRAINERS)}")
+    if args.diagnose:
+        found = {}
+        for task in tasks:
+            for trainer in trainers:
+                for seed in (int(x) for x in args.seeds.split(",")):
+                    run = run_dir(runs, task, trainer, 3, seed)
+                    if (run / "depth_eval.json").exists():
+                        found[str(run)] = diagnose(run)
+                        print(run, json.dumps(found[str(run)]))
+        path = Path(args.diagnose)
+        old = json.loads(path.read_text()) if path.exists() else {}
+        path.write_text(json.dumps({**old, **found}, indent=2))
+        print(f"wrote {path}")
+        return 0
     if not args.report:
         for task in tasks:
             for trainer in trainers:
                 for depth in (int(d) for d in args.depths.split(",")):
                     for seed in (int(s) for s in args.seeds.split(",")):
-                        one_run(runs, task, trainer, depth, seed, args.quick, args.ppo_updates)
+                        one_run(runs, task, trainer, depth, seed, args.quick, args.ppo_updates, args.multiplexer)
     if args.gif:
+        suffix = "" if args.gif_trainer == "pool" and not args.multiplexer else f"_{args.gif_trainer}"
+        suffix += f"_{args.multiplexer}" if args.multiplexer else ""
         for task in tasks:
-            if (run_dir(runs, task, "pool", 3, 0) / "depth_eval.json").exists():
-                print("wrote", write_gif(runs, task, Path(args.gif) / f"{task}.gif"))
+            if (run_dir(runs, task, args.gif_trainer, 3, 0) / "depth_eval.json").exists():
+                gif = write_gif(runs, task, Path(args.gif) / f"{task}{suffix}.gif", trainer=args.gif_trainer)
+                print("wrote", gif)
     record = gather(runs, args.quick, " ".join(["python benchmarks/depth.py", *(sys.argv[1:] if argv is None else argv)]))
     out = runs / "depth.json" if args.quick or args.ppo_updates else RESULTS
+    if args.multiplexer and out == RESULTS:
+        out = RESULTS.with_name(f"depth_{args.multiplexer}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=2, default=float))
     print(report(record))

@@ -116,7 +116,7 @@ class HNCAEnv(environment.Environment):
       parent_channels: coordinator channels ``C_p`` (≥ ``C``: the sensor adds into the first C).
       signals: child signal channels ``S`` the coordinators write (the last ``S`` channels).
       parent_perception, parent_sobel_scale, parent_obs: as for cells.
-      multiplexer: ``"adder"`` or ``"scaled"``.
+      multiplexer: ``"adder"``, ``"scaled"``, ``"replace"`` or a :class:`~hnca_env.levels.Multiplexer`.
       reward: reward name, ``{name: weight}``, Reward object or function (see rewards).
       fixed_rules: ``{level: (rule_fn, rule_params)}``; ``rule_fn(rule_params, obs, key)``
         returns that level's action and the level stops being an agent group.

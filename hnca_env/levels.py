@@ -16,7 +16,10 @@ The parts a link is made of are injectable:
 - :class:`Observer` — how an agent sees its own grid (``"perception"``: the fixed kernels;
   ``"neighbourhood"``: the raw 3×3 block; or your own);
 - :class:`Multiplexer` — how a signal is mixed into its destination channels (``"adder"``,
-  ``"scaled"`` with a per-channel λ, or your own).
+  ``"scaled"`` with a per-channel λ, ``"replace"``, or your own). With ``"adder"`` a level
+  integrates what it senses and receives, step after step (H-NCA's rule); ``"replace"`` makes
+  the destination channels the signal itself: each link passes this step's message, with no
+  memory of the last.
 
 Example, a three-level hierarchy::
 
@@ -103,9 +106,14 @@ def _add_scaled(dst: Array, src: Array, scale: Any = None) -> Array:
     return dst + scale * src
 
 
+def _replace(dst: Array, src: Array, scale: Any = None) -> Array:
+    return src.astype(dst.dtype)
+
+
 MULTIPLEXERS = {
     "adder": Multiplexer("adder", _add),
     "scaled": Multiplexer("scaled", _add_scaled, scaled=True),
+    "replace": Multiplexer("replace", _replace),
 }
 
 

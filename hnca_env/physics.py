@@ -14,7 +14,7 @@ The parts, each small and swappable (the shape of CAX's perceive/update split):
 - :func:`stochastic_update` — ``s + Δ·m`` with optional alive masking before and after.
 - :func:`sensor` — child → parent: ``k×k`` average pool.
 - :func:`upsample` / :func:`actuator` — parent → child: nearest upsampling into the child's
-  signal channels only, mixed by a :func:`multiplex` rule (adder or scaled).
+  signal channels only, mixed by a :func:`multiplex` rule (adder, scaled or replace).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ KERNELS: dict[str, np.ndarray] = {
 }
 
 #: The signal mixing rules of the multiplexer.
-MULTIPLEXERS = ("adder", "scaled")
+MULTIPLEXERS = ("adder", "scaled", "replace")
 
 
 def perception_kernels(names: Sequence[str], sobel_scale: float = 1.0) -> np.ndarray:
@@ -221,9 +221,12 @@ def upsample(parent: Array, cluster: int) -> Array:
 
 
 def multiplex(dst: Array, src: Array, mode: str = "adder", scale: Array | None = None) -> Array:
-    """Mix a signal into its destination channels: ``adder`` dst+src, ``scaled`` dst+λ⊙src."""
+    """Mix a signal into its destination channels: ``adder`` dst+src, ``scaled`` dst+λ⊙src,
+    ``replace`` src."""
     if mode == "adder":
         return dst + src
+    if mode == "replace":
+        return jnp.broadcast_to(src, dst.shape).astype(dst.dtype)
     if mode == "scaled":
         if scale is None:
             raise ValueError("the scaled multiplexer needs a scale λ")

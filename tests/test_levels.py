@@ -149,6 +149,34 @@ def test_injected_observer_and_multiplexer():
     np.testing.assert_allclose(state.grids["cell"][..., :4], 0.0)
 
 
+def test_replace_multiplexer_passes_each_links_message_as_it_is():
+    """``multiplexer="replace"``, three levels (HNCA3-Mosaic-v0's): after one step each level's
+    signal channels hold the broadcast of the level above and its sensed channels the cluster
+    mean of the level below, with nothing carried over from the step before."""
+    env, params = hnca_env.make("HNCA3-Mosaic-v0", grid=(16, 16), multiplexer="replace")
+    params = params.replace(fire_rate={lvl: 1.0 for lvl in env.levels})
+    _, state = env.reset(jax.random.key(0), params)
+    k = jax.random.split(jax.random.key(1), 3)
+    action = {lvl: 0.5 * jax.random.normal(kk, (*env.grid_shape(lvl), env.action_dim(lvl)))
+              for kk, lvl in zip(k, env.levels)}  # fmt: skip
+    _, nxt, *_ = env.step_env(jax.random.key(2), state, action, params)
+    g = {lvl: np.asarray(v, np.float64) for lvl, v in nxt.grids.items()}
+    a = {lvl: np.asarray(v, np.float64) for lvl, v in action.items()}
+
+    def up(x, n):
+        return np.repeat(np.repeat(x, n, 0), n, 1)
+
+    def pool(x, n):
+        return x.reshape(x.shape[0] // n, n, x.shape[1] // n, n, -1).mean(axis=(1, 3))
+
+    np.testing.assert_allclose(g["cell"][..., 3:], up(a["parent"][..., 12:], 4), atol=1e-6)
+    rgb = np.asarray(state.grids["cell"], np.float64)[..., :3] + a["cell"][..., :3]
+    np.testing.assert_allclose(g["cell"][..., :3], rgb, atol=1e-6)
+    np.testing.assert_allclose(g["parent"][..., 3:], up(a["grandparent"][..., 12:], 2), atol=1e-6)
+    np.testing.assert_allclose(g["parent"][..., :3], pool(rgb, 4), atol=1e-6)
+    np.testing.assert_allclose(g["grandparent"], pool(g["parent"], 2), atol=1e-6)
+
+
 @pytest.mark.parametrize(
     "levels, match",
     [
@@ -316,3 +344,7 @@ def test_depth_benchmark_pieces():
     table = depth_bench.report({"runs": runs, "eval_worlds": 8, "baselines": {"HNCA3-Mosaic-v0": rows}})
     row = next(x for x in table.splitlines() if x.startswith("| pool |"))
     assert row == "| pool | 0.031 ± 0.002 | 0.1 ± 0 | 0.021 ± 0.002 | 0.011 ± 0.002 | 2 |"  # 1.96 × 0.0014 / √2
+    for trainer in ("pool", "ippo", "mappo"):  # --multiplexer reaches the env of every trainer, at every depth
+        args = depth_bench.train_args("HNCA3-Mosaic-v0", trainer, 3, 0, quick=True, multiplexer="replace")
+        assert args[args.index("env_kwargs.multiplexer=replace") - 1] == "--set"
+        assert "env_kwargs.multiplexer=replace" not in depth_bench.train_args("HNCA3-Mosaic-v0", trainer, 3, 0, True)
