@@ -38,7 +38,7 @@ same budget at every depth, 128 worlds per seed). Pool trainer, three levels: Mo
 where the flat version and the best answer without the layout (the mean colour,
 0.107) stay at chance; the same trained rule with its top level silenced falls back to chance
 (tiles 0.51–0.52). Two levels (the coordinators see the layout) do better still (0.003 and
-0.002). IPPO learns the two-level relay (0.002 and 0.040) but not the three-level one (the
+0.002). IPPO learns the two-level relay (0.004 and 0.050; 3 seeds) but not the three-level one (the
 constant answer, also at 4× the budget) through the tasks' H-NCA coupling; with
 ``multiplexer="replace"`` (each link passes only the current message) it learns both, and
 silencing its top level sends it back to chance (IPPO three levels deep: Mosaic 0.003,
