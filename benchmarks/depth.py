@@ -155,15 +155,20 @@ def one_run(runs: Path, task: str, trainer: str, depth: int, seed: int, quick: b
 
 
 def diagnose(run: Path, worlds: int = 32, times=(4, 16, 64)) -> dict:
-    """How a three-level rule's coordinators carry the layout, over ``worlds`` evaluation worlds
+    """:func:`diagnose_policy` of a finished three-level run's trained rule."""
+    env, params, policy = trained_policy(run)
+    return diagnose_policy(env, params, policy, worlds, times)
+
+
+def diagnose_policy(env, params, policy, worlds: int = 32, times=(4, 16, 64)) -> dict:
+    """How a Mosaic rule's coordinators carry the layout, over ``worlds`` evaluation worlds
     (key 0): per coordinator level and step, the fraction of its state values at the clamp
     (``|x| >= 0.999 * clamp_max``), and ``layout_gap``: the largest difference, over channels,
     between the mean state of the first coordinators over tiles of the two layout bits."""
     from hnca_env.rollout import rollout_worlds
 
-    env, params, policy = trained_policy(run)
     keys = jax.random.split(jax.random.key(0), worlds)
-    ups = [lv for lv in env.levels[1:]]
+    ups = list(env.levels[1:])
 
     def rec(s):
         return {lv: s.grids[lv] for lv in ups}, s.task["layout"]

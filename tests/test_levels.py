@@ -344,6 +344,25 @@ def test_depth_benchmark_pieces():
     table = depth_bench.report({"runs": runs, "eval_worlds": 8, "baselines": {"HNCA3-Mosaic-v0": rows}})
     row = next(x for x in table.splitlines() if x.startswith("| pool |"))
     assert row == "| pool | 0.031 ± 0.002 | 0.1 ± 0 | 0.021 ± 0.002 | 0.011 ± 0.002 | 2 |"  # 1.96 × 0.0014 / √2
+    # diagnose: a rule pushing every state up sits at the clamp; one whose top level broadcasts
+    # its layout bit (replace: the coordinators' signal channels are that bit) shows a gap of 1
+    # and nothing at the clamp
+    adder, p_add = hnca_env.make("HNCA3-Mosaic-v0", grid=(16, 16))
+    up = depth_bench.diagnose_policy(adder, p_add, lambda k, o: {lv: jnp.ones(
+        (*adder.grid_shape(lv), adder.action_dim(lv))) for lv in o}, worlds=4, times=(1, 64))  # fmt: skip
+    assert up["at_clamp"]["parent"][64] == up["at_clamp"]["grandparent"][64] == 1.0
+    assert up["at_clamp"]["parent"][1] < 1.0
+    rep, p_rep = hnca_env.make("HNCA3-Mosaic-v0", grid=(16, 16), multiplexer="replace")
+    top, c = "grandparent", rep.level_specs[-1].channels
+
+    def tell(key, obs):
+        act = {lv: jnp.zeros((*rep.grid_shape(lv), rep.action_dim(lv))) for lv in obs}
+        act[top] = act[top].at[..., c:].set(obs[top][..., -1:])  # the broadcast: the seen bit
+        return act
+
+    told = depth_bench.diagnose_policy(rep, p_rep, tell, worlds=8, times=(4,))
+    assert told["layout_gap"]["parent"][4] == pytest.approx(1.0, abs=1e-6)
+    assert told["at_clamp"]["parent"][4] == told["at_clamp"]["grandparent"][4] == 0.0
     for trainer in ("pool", "ippo", "mappo"):  # --multiplexer reaches the env of every trainer, at every depth
         args = depth_bench.train_args("HNCA3-Mosaic-v0", trainer, 3, 0, quick=True, multiplexer="replace")
         assert args[args.index("env_kwargs.multiplexer=replace") - 1] == "--set"

@@ -88,6 +88,9 @@ def test_actuator_writes_only_signal_channels():
         physics.actuator(jnp.asarray(child), jnp.asarray(signal), 4, 3, "scaled", jnp.full((9,), 0.5))
     )
     np.testing.assert_allclose(scaled[0, 0, 3:], child[0, 0, 3:] + 0.5 * signal[0, 0], atol=1e-6)
+    replaced = np.asarray(physics.actuator(jnp.asarray(child), jnp.asarray(signal), 4, 3, "replace"))
+    np.testing.assert_array_equal(replaced[..., :3], child[..., :3])
+    np.testing.assert_array_equal(replaced[..., 3:], np.repeat(np.repeat(signal, 4, 0), 4, 1))
     with pytest.raises(ValueError, match="unknown multiplexer"):
         physics.multiplex(jnp.zeros(1), jnp.zeros(1), "mean")
 
