@@ -200,9 +200,24 @@ def stochastic_update(
     """
     new = x + delta * mask
     if alive:
-        life = alive_mask(x, alive_threshold, alpha_channel) & alive_mask(new, alive_threshold, alpha_channel)
-        new = new * life.astype(new.dtype)
+        new = new * _life(x[..., alpha_channel], new[..., alpha_channel], alive_threshold)[..., None]
     return new
+
+
+def _life(before: Array, after: Array, threshold: float | Array) -> Array:
+    """``alive_mask`` of both alpha maps ``(H, W)``, and-ed, as float32 ``(H, W)`` 0/1.
+
+    The same mask as ``alive_mask(x) & alive_mask(new)``, computed as one 3×3 max pool of the
+    two stacked "alpha > threshold" maps and a min over the pair. The min is a reduction,
+    which XLA on CPU materialises once; the and of two compares is elementwise, and XLA
+    fused it into every read of the next state's perception (8 per cell), which cost a
+    Growing-NCA rollout 10% of its time (docs/benchmarks.md).
+    """
+    hot = (jnp.stack([before, after]) > threshold).astype(jnp.float32)
+    pooled = jax.lax.reduce_window(
+        jnp.pad(hot, ((0, 0), (1, 1), (1, 1)), mode="wrap"), -jnp.inf, jax.lax.max, (1, 3, 3), (1, 1, 1), "VALID"
+    )
+    return jnp.min(pooled, axis=0)
 
 
 def sensor(child: Array, cluster: int) -> Array:
