@@ -123,6 +123,27 @@ def test_alive_mask_and_update_match_numpy():
     np.testing.assert_allclose(np.asarray(got), new, atol=1e-6)
 
 
+def test_life_mask_is_the_and_of_two_alive_masks():
+    """stochastic_update's pooled min over the stacked pre/post indicators (a83e19f) is exactly
+    ``alive_mask(x) & alive_mask(new)``, alpha values at the threshold and a traced threshold
+    included, and the update it gives is byte-equal to the and-of-masks formula."""
+    rng = np.random.default_rng(11)
+    levels = np.array([0.0, 0.05, 0.1, 0.1000001, 0.3], np.float32)  # 0.1: at the threshold
+    x = levels[rng.integers(0, 5, (10, 8, 4))]
+    new = levels[rng.integers(0, 5, (10, 8, 4))]
+    for thr in (0.1, jnp.float32(0.05)):
+        life = jax.jit(physics._life)(x[..., 3], new[..., 3], thr)
+        want = physics.alive_mask(jnp.asarray(x), thr) & physics.alive_mask(jnp.asarray(new), thr)
+        assert life.dtype == jnp.float32
+        np.testing.assert_array_equal(np.asarray(life), np.asarray(want[..., 0], np.float32))
+    delta = rng.normal(size=x.shape).astype(np.float32)
+    mask = (rng.random((10, 8, 1)) < 0.5).astype(np.float32)
+    got = physics.stochastic_update(jnp.asarray(x), jnp.asarray(delta), jnp.asarray(mask), alive=True)
+    upd = jnp.asarray(x) + jnp.asarray(delta) * jnp.asarray(mask)
+    old = upd * (physics.alive_mask(jnp.asarray(x)) & physics.alive_mask(upd)).astype(jnp.float32)
+    assert np.asarray(got).tobytes() == np.asarray(old).tobytes()
+
+
 @pytest.mark.parametrize("rate", [0.0, 0.25, 0.5, 1.0])
 def test_fire_mask_statistics(rate):
     m = np.asarray(physics.fire_mask(jax.random.key(0), (128, 128), rate))
