@@ -21,6 +21,8 @@ Beside them, by the same code: do-nothing and the best answer that does not know
     python benchmarks/depth.py --quick              # seconds (tests), into --runs
     python benchmarks/depth.py --runs runs/depth_replace --multiplexer replace   # the replace coupling
                                                     # -> benchmarks/results/depth_replace.json
+    python benchmarks/depth.py --runs runs/depth_g32 --grid 32 --trainers pool --seeds 0
+                                                    # 32x32 children -> benchmarks/results/depth_g32.json
 
 Resumable: each run lives in ``--runs DIR/<task>/<trainer>_d<depth>_s<seed>``; a finished run
 (its ``depth_eval.json``) is not redone, an unfinished one is resumed from its checkpoint.
@@ -58,13 +60,13 @@ GRID = 16
 
 
 def train_args(task: str, trainer: str, depth: int, seed: int, quick: bool, ppo_updates: int | None = None,
-               multiplexer: str | None = None) -> list[str]:
+               multiplexer: str | None = None, grid: int = GRID) -> list[str]:
     """``hnca train`` arguments of one run: the same at every depth (``ppo_updates``: PPO's
     length instead of :data:`PPO_UPDATES`; ``multiplexer``: the env's coupling instead of the
-    task's, e.g. ``"replace"``)."""
+    task's, e.g. ``"replace"``; ``grid``: the children's grid side)."""
     mux = [] if multiplexer is None else ["--set", f"env_kwargs.multiplexer={multiplexer}"]
     if trainer == "pool":
-        args = ["--task", task, "--set", f"env_kwargs.depth={depth}", *mux, "--grid", str(GRID), "--seed", str(seed),
+        args = ["--task", task, "--set", f"env_kwargs.depth={depth}", *mux, "--grid", str(grid), "--seed", str(seed),
                 "--reseed", "1", "--lr", "3e-4"]  # fmt: skip
         if quick:
             return [*args, "--hidden", "8", "--pool-size", "8", "--batch-size", "2", "--min-steps", "2",
@@ -73,7 +75,7 @@ def train_args(task: str, trainer: str, depth: int, seed: int, quick: bool, ppo_
                 "--max-steps", "48", "--iterations", "1500", "--lr-boundary", "1000", "--checkpoint-every", "250",
                 "--log-every", "10"]  # fmt: skip
     args = ["--task", task, "--agent", trainer, "--seed", str(seed), "--set", f"env_kwargs.depth={depth}", *mux,
-            "--set", f"env_kwargs.grid=[{GRID},{GRID}]"]  # fmt: skip
+            "--set", f"env_kwargs.grid=[{grid},{grid}]"]  # fmt: skip
     if quick:
         return [*args, "--set", "num_envs=2", "--set", "num_steps=4", "--set", "update_epochs=1",
                 "--set", "num_minibatches=1", "--set", "hidden=8", "--set", "parent_hidden=8",
@@ -119,7 +121,7 @@ def trained_policy(run: Path):
 
 
 def one_run(runs: Path, task: str, trainer: str, depth: int, seed: int, quick: bool, ppo_updates=None,
-            multiplexer=None) -> dict:
+            multiplexer=None, grid: int = GRID) -> dict:
     """Train (or resume) one run and score it; the record is cached in ``depth_eval.json``."""
     from agents.cli import main as cli
 
@@ -127,7 +129,7 @@ def one_run(runs: Path, task: str, trainer: str, depth: int, seed: int, quick: b
     done = run / "depth_eval.json"
     if done.exists():
         return json.loads(done.read_text())
-    args = train_args(task, trainer, depth, seed, quick, ppo_updates, multiplexer)
+    args = train_args(task, trainer, depth, seed, quick, ppo_updates, multiplexer, grid)
     iterations = args[args.index("--iterations") + 1]
     t0 = time.perf_counter()
     if (run / "config.json").exists():
@@ -139,7 +141,7 @@ def one_run(runs: Path, task: str, trainer: str, depth: int, seed: int, quick: b
     env, env_params, policy = trained_policy(run)
     key, n = jax.random.key(0), 8 if quick else EVAL_WORLDS
     record = {
-        "task": task, "trainer": trainer, "depth": depth, "seed": seed,
+        "task": task, "trainer": trainer, "depth": depth, "seed": seed, "grid": grid,
         "command": "hnca train " + " ".join(args) + f" --out {run}",
         "train_seconds": json.loads((run / "summary.json").read_text()).get("train_seconds")
         if (run / "summary.json").exists() else None,
@@ -189,27 +191,27 @@ def diagnose_policy(env, params, policy, worlds: int = 32, times=(4, 16, 64)) ->
     return out
 
 
-def trivial_rows(task: str, quick: bool) -> dict[str, dict[str, float]]:
+def trivial_rows(task: str, quick: bool, grid: int = GRID) -> dict[str, dict[str, float]]:
     """Do-nothing and the best answer that does not know the layout (every child showing the
     mean of the two colours), by the same evaluation code over the same worlds."""
-    env, params = hnca_env.make(task, grid=(GRID, GRID), depth=1)
+    env, params = hnca_env.make(task, grid=(grid, grid), depth=1)
     key, n = jax.random.key(0), 8 if quick else EVAL_WORLDS
     rows = {"do-nothing": evaluate(env, zero_policy(env), key, params, n_worlds=n)}
-    image = jnp.broadcast_to(jnp.mean(params.task_params["colours"], axis=0), (GRID, GRID, 3))
+    image = jnp.broadcast_to(jnp.mean(params.task_params["colours"], axis=0), (grid, grid, 3))
     rows["constant: the mean colour"] = baselines.evaluate_answer(env, baselines.image_answer(image), key, params,
                                                                   n_worlds=n)  # fmt: skip
     rows["chance (tiles_right)"] = {"tiles_right": 0.5}
     return rows
 
 
-def gather(runs: Path, quick: bool, command: str = "python benchmarks/depth.py") -> dict:
+def gather(runs: Path, quick: bool, command: str = "python benchmarks/depth.py", grid: int = GRID) -> dict:
     """Every finished run under ``runs`` with the trivial rows: the JSON record."""
     found = [json.loads(p.read_text()) for p in sorted(runs.glob("*/*/depth_eval.json"))]
     return {
         "command": command,
-        "grid": GRID, "eval_worlds": 8 if quick else EVAL_WORLDS, "eval_key": 0,
+        "grid": grid, "eval_worlds": 8 if quick else EVAL_WORLDS, "eval_key": 0,
         "runs": found,
-        "baselines": {t: trivial_rows(t, quick) for t in TASKS if any(r["task"] == t for r in found)},
+        "baselines": {t: trivial_rows(t, quick, grid) for t in TASKS if any(r["task"] == t for r in found)},
     }  # fmt: skip
 
 
@@ -295,6 +297,8 @@ def main(argv: list[str] | None = None) -> int:
                     "another --runs; the record goes to results/depth_<multiplexer>.json")  # fmt: skip
     ap.add_argument("--diagnose", metavar="FILE", help="only: for each finished three-level run of --tasks, "
                     "--trainers and --seeds, how its coordinators carry the layout (diagnose()), into FILE (JSON)")  # fmt: skip
+    ap.add_argument("--grid", type=int, default=GRID, help=f"the children's grid side (default {GRID}); "
+                    "use another --runs; the record goes to results/depth[_<multiplexer>]_g<grid>.json")  # fmt: skip
     ap.add_argument("--report", action="store_true", help="only gather the finished runs and print the table")
     ap.add_argument("--gif", metavar="DIR", help="with --report: a GIF per task of its seed-0 three-level "
                     "policy (of --gif-trainer), intact | top level silenced | target, into DIR")  # fmt: skip
@@ -324,7 +328,8 @@ def main(argv: list[str] | None = None) -> int:
             for trainer in trainers:
                 for depth in (int(d) for d in args.depths.split(",")):
                     for seed in (int(s) for s in args.seeds.split(",")):
-                        one_run(runs, task, trainer, depth, seed, args.quick, args.ppo_updates, args.multiplexer)
+                        one_run(runs, task, trainer, depth, seed, args.quick, args.ppo_updates, args.multiplexer,
+                                args.grid)
     if args.gif:
         suffix = "" if args.gif_trainer == "pool" and not args.multiplexer else f"_{args.gif_trainer}"
         suffix += f"_{args.multiplexer}" if args.multiplexer else ""
@@ -332,10 +337,13 @@ def main(argv: list[str] | None = None) -> int:
             if (run_dir(runs, task, args.gif_trainer, 3, 0) / "depth_eval.json").exists():
                 gif = write_gif(runs, task, Path(args.gif) / f"{task}{suffix}.gif", trainer=args.gif_trainer)
                 print("wrote", gif)
-    record = gather(runs, args.quick, " ".join(["python benchmarks/depth.py", *(sys.argv[1:] if argv is None else argv)]))
+    command = " ".join(["python benchmarks/depth.py", *(sys.argv[1:] if argv is None else argv)])
+    record = gather(runs, args.quick, command, args.grid)
     out = runs / "depth.json" if args.quick or args.ppo_updates else RESULTS
     if args.multiplexer and out == RESULTS:
         out = RESULTS.with_name(f"depth_{args.multiplexer}.json")
+    if args.grid != GRID and out.parent == RESULTS.parent:
+        out = out.with_name(f"{out.stem}_g{args.grid}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=2, default=float))
     print(report(record))

@@ -367,3 +367,5 @@ def test_depth_benchmark_pieces():
         args = depth_bench.train_args("HNCA3-Mosaic-v0", trainer, 3, 0, quick=True, multiplexer="replace")
         assert args[args.index("env_kwargs.multiplexer=replace") - 1] == "--set"
         assert "env_kwargs.multiplexer=replace" not in depth_bench.train_args("HNCA3-Mosaic-v0", trainer, 3, 0, True)
+        big = depth_bench.train_args("HNCA3-Mosaic-v0", trainer, 3, 0, quick=False, grid=32)  # --grid reaches both
+        assert (big[big.index("--grid") + 1] == "32") if trainer == "pool" else "env_kwargs.grid=[32,32]" in big
