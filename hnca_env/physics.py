@@ -210,8 +210,8 @@ def _life(before: Array, after: Array, threshold: float | Array) -> Array:
     The same mask as ``alive_mask(x) & alive_mask(new)``, computed as one 3×3 max pool of the
     two stacked "alpha > threshold" maps and a min over the pair. The min is a reduction,
     which XLA on CPU materialises once; the and of two compares is elementwise, and XLA
-    fused it into every read of the next state's perception (8 per cell), which cost a
-    Growing-NCA rollout 10% of its time (docs/benchmarks.md).
+    fused it into every read of the next state's perception (8 per cell); without that a
+    Growing-NCA rollout runs 1.15–1.24× faster (benchmarks/life_mask.py, docs/benchmarks.md).
     """
     hot = (jnp.stack([before, after]) > threshold).astype(jnp.float32)
     pooled = jax.lax.reduce_window(
