@@ -214,10 +214,7 @@ def _life(before: Array, after: Array, threshold: float | Array) -> Array:
     Growing-NCA rollout runs 1.15–1.24× faster (benchmarks/life_mask.py, docs/benchmarks.md).
     """
     hot = (jnp.stack([before, after]) > threshold).astype(jnp.float32)
-    pooled = jax.lax.reduce_window(
-        jnp.pad(hot, ((0, 0), (1, 1), (1, 1)), mode="wrap"), -jnp.inf, jax.lax.max, (1, 3, 3), (1, 1, 1), "VALID"
-    )
-    return jnp.min(pooled, axis=0)
+    return jnp.min(jax.vmap(max_pool3)(hot), axis=0)
 
 
 def sensor(child: Array, cluster: int) -> Array:
