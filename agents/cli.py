@@ -638,7 +638,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run a benchmark suite (docs/protocol.md): every task x algorithm, resumable, "
         "then the scoreboard (markdown, marl-eval JSON, plots)",
     )
-    be.add_argument("--suite", default="cpu-small", help="suite name (cpu-small, gpu-full)")
+    be.add_argument("--suite", default="cpu-small", help="suite name (cpu-small, cpu-generalise, gpu-full)")
     be.add_argument(
         "--algorithms",
         default="random,do-nothing,pool,ippo,mappo",

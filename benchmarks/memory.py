@@ -10,9 +10,10 @@ Configurations (Growing NCA on 72x72, batch 8, pool 1024, the rollout length fix
 - ``ours_remat_vmap``: the same with ``world_chunk=None`` (the whole batch in one vmap: the
   default before ``world_chunk`` existed, and the default off the CPU);
 - ``ours_remat_donate``: the same with ``PoolConfig(donate=True)``: the iteration donates its
-  input, so the new pool may reuse the old one's buffer (what ``hnca train`` runs);
+  input, so the new pool may reuse the old one's buffer;
 - ``ours_sqrt_donate``: ``PoolConfig(remat_segments=ceil(sqrt(T)), donate=True)``: two-level
-  checkpointing (per segment of steps and per step), memory ~ (S + T/S) states = O(sqrt T);
+  checkpointing (per segment of steps and per step), memory ~ (S + T/S) states = O(sqrt T)
+  (what ``hnca train`` runs: ``agents.pool_run``);
 - ``ours_noremat``: ``remat=False``;
 - ``ref``: the plain-JAX reference trainer of ``benchmarks/common.py`` (no checkpointing).
 

@@ -867,7 +867,7 @@ def write_doc(results: Path = RESULTS, path: Path = ROOT / "docs" / "reproductio
             )
             continue
         r = json.loads(f.read_text())
-        parts.append(f"\n## {name}: {r['reference']}\n")
+        parts.append(f"\n<a id=\"{name}\"></a>\n\n## {name}: {r['reference']}\n")  # anchor: reproductions.md#{name}
         if name in NOTES:
             parts.append(NOTES[name] + "\n")
         parts.append(

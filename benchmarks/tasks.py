@@ -31,6 +31,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -66,6 +67,8 @@ TASKS = [
     ("Locomotion", "HNCA-Locomotion-v0", {}, ["centre_error"]),
     ("GoalSwitch, 3 levels", "HNCA3-GoalSwitch-v0", {}, ["mse_after_switch", "steps_to_recover"]),
     ("Layout, 3 levels", "HNCA3-Layout-v0", {}, ["mse"]),
+    ("Mosaic, 3 levels", "HNCA3-Mosaic-v0", {}, ["mse", "tiles_right"]),
+    ("MosaicSwitch, 3 levels", "HNCA3-MosaicSwitch-v0", {}, ["mse", "tiles_right"]),
 ]
 
 def _answers(env_id: str, params, env=None) -> dict:
@@ -89,6 +92,9 @@ def _answers(env_id: str, params, env=None) -> dict:
         return {"all 0": density.constant_colour_answer(0.0), "all 1": density.constant_colour_answer(1.0)}
     # the best constant image that does not know the goal; GoalSwitch's metrics are about the
     # time after a switch, which one shown image (scored as one state) does not have
+    if env_id.startswith("HNCA3-Mosaic"):  # every child showing the mean of the two colours
+        image = np.broadcast_to(np.mean(np.asarray(params.task_params["colours"]), axis=0), (*env.grid, 3))
+        return {"the mean colour": b.image_answer(image)}
     if env_id.startswith("HNCA3-") and "GoalSwitch" not in env_id:
         return {"mean of the goals": b.image_answer(np.mean(np.asarray(params.task_params["targets"]), axis=0))}
     return {}
@@ -117,6 +123,11 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-answers", action="store_true", help="skip the trivial answers")
     ap.add_argument("--out", default=str(RESULTS / "tasks.json"))
+    ap.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep --out's rows of the tasks not run now (with --ids: add or refresh those ids' rows)",
+    )
     args = ap.parse_args(argv)
     worlds = 4 if args.quick and args.worlds == 32 else args.worlds
     info = environment_info()
@@ -165,15 +176,27 @@ def main(argv=None) -> int:
         rows.append([name] + [f"{by_task[t]['metrics'][m]:.4g}" for t, m in columns])
     print()
     print(table(["policy"] + [f"{t}: {m}" for t, m in columns], rows))
-    write_json(
-        Path(args.out),
-        {
-            "environment": info,
-            "config": {"worlds": worlds, "quick": args.quick, "seed": args.seed},
-            "results": results,
-        },
-    )
+    record = {
+        "environment": info,
+        "config": {"worlds": worlds, "quick": args.quick, "seed": args.seed},
+        "results": results,
+    }
+    if args.merge and Path(args.out).exists():
+        record = merge(json.loads(Path(args.out).read_text()), record)
+    write_json(Path(args.out), record)
     return 0
+
+
+def merge(old: dict, new: dict) -> dict:
+    """``new``'s rows, and ``old``'s rows of every task ``new`` did not run, in ``TASKS`` order.
+    The runs those rows come from are listed in ``earlier_runs`` (environment and config), and a
+    kept row names its run by index (``earlier_run``)."""
+    ran = {r["task"] for r in new["results"]}
+    earlier = [*old.get("earlier_runs", []), {"environment": old["environment"], "config": old["config"]}]
+    kept = [{"earlier_run": len(earlier) - 1, **r} for r in old["results"] if r["task"] not in ran]
+    order = {label: i for i, (label, *_) in enumerate(TASKS)}
+    rows = sorted(kept + new["results"], key=lambda r: order.get(r["task"], len(order)))
+    return {**new, "results": rows, "earlier_runs": earlier}
 
 
 if __name__ == "__main__":

@@ -40,8 +40,10 @@ imported. `hnca tasks` lists them; `hnca info ID` prints an env's structure. Eac
 with a card (below, generated from the code by `docs/make_tasks_page.py`).
 
 ```python
+from hnca_env.evaluate import evaluate
+
 env, params = hnca_env.make("Density-v0", rho=(0.5, 0.5))       # options: constructor or EnvParams
-metrics = hnca_env.evaluate.evaluate(env, policy, key, params, n_worlds=64)
+metrics = evaluate(env, policy, key, params, n_worlds=64)
 ```
 
 `evaluate` rolls `n_worlds` episodes of `policy(key, obs) -> action` (one world) under `vmap`,

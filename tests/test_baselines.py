@@ -78,3 +78,32 @@ def test_answer_shape_is_checked():
         baselines.evaluate_answer(env, bad, jax.random.key(0), params, n_worlds=2)
     with pytest.raises(ValueError, match="n_worlds"):
         baselines.evaluate_answer(env, bad, jax.random.key(0), params, n_worlds=0)
+
+
+def test_tasks_table_scores_the_mosaic_answer_and_merges_runs():
+    """benchmarks/tasks.py: the Mosaic tasks' trivial answer is every child showing the mean of
+    the two colours; ``--merge`` keeps an earlier run's rows of the tasks not run now, marked
+    with the run they came from, in the table's order."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import tasks as tasks_bench
+
+    env, params = hnca_env.make("HNCA3-Mosaic-v0", grid=(16, 16))
+    answer = tasks_bench._answers("HNCA3-Mosaic-v0", params, env)["the mean colour"]
+    image = np.asarray(answer(None, None, params))
+    assert image.shape == (16, 16, 3)
+    np.testing.assert_allclose(image[3, 5], np.asarray(params.task_params["colours"]).mean(axis=0))
+
+    row = lambda task, policy: {"task": task, "policy": policy, "metrics": {}}  # noqa: E731
+    old = {"environment": {"cpu": "A"}, "config": {"worlds": 32}, "results": [row("Grow", "zero"), row("Mosaic, 3 levels", "zero")]}
+    new = {"environment": {"cpu": "B"}, "config": {"worlds": 32}, "results": [row("Mosaic, 3 levels", "random")]}
+    merged = tasks_bench.merge(old, new)
+    assert [(r["task"], r["policy"]) for r in merged["results"]] == [("Grow", "zero"), ("Mosaic, 3 levels", "random")]
+    runs = merged["earlier_runs"]
+    assert runs[merged["results"][0]["earlier_run"]]["environment"] == {"cpu": "A"}
+    assert "earlier_run" not in merged["results"][1] and merged["environment"] == {"cpu": "B"}
+    again = tasks_bench.merge(merged, {**new, "environment": {"cpu": "C"}})  # provenance is kept
+    assert [r["environment"]["cpu"] for r in again["earlier_runs"]] == ["A", "B"]
+    assert again["earlier_runs"][again["results"][0]["earlier_run"]]["environment"] == {"cpu": "A"}

@@ -55,7 +55,8 @@ Observation: children: their perception, nothing else; coordinators: their perce
 Action: child update ``(H, W, 12)``; coordinator update + 9-channel broadcast.
 Reward: ``local`` (minus the child's RGB squared error to the current goal's target), ``team``,
     ``improvement`` (the error drop is counted against the goal in force after the step).
-Termination: none; truncated at 192 steps.
+Termination: none; truncated at 192 steps (the GoalSwitch ids), 128 (Layout, MosaicSwitch) or
+    64 (Mosaic).
 Success metrics (per switch, averaged over the switches that happen): ``mse_before_switch``
     (the step before the switch, against the old goal), ``mse_after_switch`` (the last step of
     the new goal's segment), ``steps_to_recover`` (steps after the switch until the error first

@@ -21,6 +21,14 @@ colour relaxes toward the first three channels of the signal it receives, its si
 leak); pass ``child_rule=(rule_fn, rule_params)`` for another one, e.g. a pretrained child
 network via ``agents.networks.as_fixed_rule``.
 
+``HNCA-Metamorphosis-Motifs-v0`` — the reference's experiment: the children grow pattern A from
+one fixed noise seed (the same stored ``U[0, 1)`` array in every world) for τ_c = 64 steps, then
+the coordinators must turn it into B, made of A's own motifs rearranged (:func:`motif_pair`;
+``pair=`` ``"dots-rosettes"`` (default), ``"triangles-ring"`` or ``"squares-diamond"``); 124
+steps. Train it in two stages (``hnca train --stage child|parent``, ``agents.two_stage``): a
+child that grows A (``env.child_target``), then the coordinators with that child frozen. The
+card applies, except the start (the noise seed) and the truncation.
+
 Card
 ----
 Observation: children: their perception (``(H, W, 4·12)``); coordinators: their perception,
@@ -28,7 +36,7 @@ Observation: children: their perception (``(H, W, 4·12)``); coordinators: their
 Action: child update ``(H, W, 12)``; coordinator update + 9-channel broadcast ``(H/4, W/4, 21)``.
 Reward: ``local`` (minus each child's RGB squared error to B; a coordinator gets its cluster's
     mean), ``team`` or ``improvement``; the loss is the children's RGB MSE to B.
-Termination: none; truncated at 64 steps.
+Termination: none; truncated at 64 steps (Motifs: 124, after τ_c = 64 child-only steps).
 Success metrics: ``mse`` (final, RGB in [0, 1]) and ``mse_255`` (the same on the 0–255 scale,
     the reference's unit).
 Reference: 58.8 / 103 / 341 (0–255 scale) on its three pairs at 128×128: the lowest
