@@ -43,6 +43,7 @@ if os.environ.get("HNCA_TESTS_COMPILE_CACHE", "1") != "0" and "JAX_COMPILATION_C
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
 
 import jax  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import hnca_env  # noqa: E402
@@ -95,6 +96,36 @@ def tiny_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny_run") / "run"
     assert main(["train", "--iterations", "4", "--out", str(out), *TINY_TRAIN]) == 0
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_pool_trainer():
+    """``(init, iteration)`` of a tiny pool trainer (12x12 Grow, pool of 8, hidden 8), shared by
+    tests/test_checkpoint.py and tests/test_loop.py."""
+    from agents.pool import PoolConfig, make_pool_trainer
+
+    env, params = hnca_env.make("Grow-v0", grid=(12, 12), target_size=8)
+    cfg = PoolConfig(pool_size=8, batch_size=4, min_steps=2, max_steps=4, hidden={"cell": 8}, damage=1)
+    init, iteration, _ = make_pool_trainer(env, params, cfg)
+    return init, iteration
+
+
+def leaves(state):
+    """Every leaf of a carry as NumPy (PRNG keys as their data)."""
+    out = []
+    for x in jax.tree.leaves(state):
+        if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            x = jax.random.key_data(x)
+        out.append(np.asarray(x))
+    return out
+
+
+def assert_same_state(a, b):
+    """Two carries (pytrees) equal leaf for leaf: structure, dtypes and bits."""
+    assert jax.tree.structure(a) == jax.tree.structure(b)
+    for x, y in zip(leaves(a), leaves(b)):
+        assert x.dtype == y.dtype
+        np.testing.assert_array_equal(x, y)
 
 
 #: the slowest tests (``pytest --durations``), started first so that the two xdist workers do

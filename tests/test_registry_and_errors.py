@@ -1,4 +1,4 @@
-"""Registry, overrides, rewards, and every bad input getting a clear error."""
+"""Registry, overrides, and every bad input getting a clear error (the rewards: tests/test_rewards.py)."""
 
 import jax
 import jax.numpy as jnp
@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 import hnca_env
-from hnca_env import rewards
 
 
 def test_registry_lists_versioned_ids():
@@ -101,64 +100,3 @@ def test_bad_actions_and_params_at_call_time(grow_env, key):
         jax.jit(lambda s: env.step(key, s, {"cell": jnp.zeros((2, 2, 16))}, params))(state)
 
 
-def np_err(cells, target):
-    return ((np.asarray(cells, np.float64)[..., : target.shape[-1]] - target) ** 2).mean(-1)
-
-
-@pytest.fixture(scope="module")
-def reward_setup():
-    out = {}
-    for name in ("local", "team", "improvement"):
-        env, params = hnca_env.make("HNCA-Grow-v0", grid=(8, 8), tau_c=0, reward=name)
-        key = jax.random.key(1)
-        _, s = env.reset(key, params)
-        a = {lvl: 0.1 * jnp.ones((*env.grid_shape(lvl), env.action_dim(lvl))) for lvl in env.levels}
-        _, s2, r, *_ = env.step(key, s, a, params)
-        out[name] = (env, params, s, s2, r)
-    return out
-
-
-def test_library_rewards_match_numpy(reward_setup):
-    env, params, s, s2, r = reward_setup["local"]
-    tgt = np.asarray(params.target, np.float64)
-    e2 = np_err(s2.grids["cell"], tgt)
-    np.testing.assert_allclose(r["cell"], -e2, atol=1e-6)
-    np.testing.assert_allclose(r["parent"], -e2.reshape(2, 4, 2, 4).mean((1, 3)), atol=1e-6)
-    env, params, s, s2, r = reward_setup["team"]
-    e2 = np_err(s2.grids["cell"], tgt)
-    np.testing.assert_allclose(r["cell"], np.full((8, 8), -e2.mean()), atol=1e-6)
-    np.testing.assert_allclose(r["parent"], np.full((2, 2), -e2.mean()), atol=1e-6)
-    env, params, s, s2, r = reward_setup["improvement"]
-    d = np_err(s.grids["cell"], tgt) - np_err(s2.grids["cell"], tgt)
-    np.testing.assert_allclose(r["cell"], d, atol=1e-6)
-
-
-def test_weighted_and_custom_rewards(key):
-    env, params = hnca_env.make("Grow-v0", grid=(12, 12), target_size=8, reward={"local": 1.0, "team": 0.5})
-    assert params.reward_weights == {"local": 1.0, "team": 0.5}
-    _, s = env.reset(key, params)
-    a = {"cell": jnp.full((12, 12, 16), 0.1)}
-    _, s2, r, *_ = env.step(key, s, a, params)
-    e = np_err(s2.grids["cell"], np.asarray(params.target))
-    np.testing.assert_allclose(r["cell"], -e - 0.5 * e.mean(), atol=1e-6)
-    # weights are numbers in EnvParams: change them without rebuilding
-    _, _, r0, *_ = env.step(key, s, a, params.replace(reward_weights={"local": 0.0, "team": 1.0}))
-    np.testing.assert_allclose(r0["cell"], np.full((12, 12), -e.mean()), atol=1e-6)
-
-    def alive_bonus(state, action, next_state, params):
-        return {"cell": next_state.grids["cell"][..., 3]}
-
-    env2, params2 = hnca_env.make("Grow-v0", grid=(12, 12), target_size=8, reward=alive_bonus)
-    _, s = env2.reset(key, params2)
-    _, s2, r, *_ = env2.step(key, s, a, params2)
-    np.testing.assert_allclose(r["cell"], s2.grids["cell"][..., 3])
-
-    def bad(state, action, next_state, params):
-        return next_state.grids["cell"][..., 0]
-
-    env3, params3 = hnca_env.make("Grow-v0", grid=(12, 12), target_size=8, reward=bad)
-    _, s = env3.reset(key, params3)
-    with pytest.raises(TypeError, match="must return a dict"):
-        env3.step(key, s, a, params3)
-    with pytest.raises(TypeError, match="reward must be a name"):
-        rewards.resolve(3)

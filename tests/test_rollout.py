@@ -90,14 +90,6 @@ def test_bad_world_chunk_is_refused(grow_env, chunk, match):
         )
 
 
-def test_evaluate_does_not_depend_on_the_chunk(grow_env):
-    env, params = grow_env
-    pol = random_policy(env, 0.2)
-    a = evaluate_worlds(env, pol, jax.random.key(1), params, n_worlds=4, steps=5, world_chunk=None)
-    b = evaluate_worlds(env, pol, jax.random.key(1), params, n_worlds=4, steps=5, world_chunk=1)
-    _assert_trees_close(a, b, rtol=1e-5, atol=1e-6)
-
-
 def test_a_carry_policy_keeps_its_carry_and_a_plain_one_is_wrapped():
     """rollout threads a CarryPolicy's carry step to step (here: a step counter the action
     reads); a plain policy gives the numbers of its CarryPolicy wrapper; a non-policy is
