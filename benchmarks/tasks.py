@@ -90,11 +90,11 @@ def _answers(env_id: str, params, env=None) -> dict:
         return {"chance (random labels)": digits.random_label_answer, "always 1": digits.constant_label_answer(1)}
     if env_id.startswith("Density"):
         return {"all 0": density.constant_colour_answer(0.0), "all 1": density.constant_colour_answer(1.0)}
-    # the best constant image that does not know the goal; GoalSwitch's metrics are about the
-    # time after a switch, which one shown image (scored as one state) does not have
     if env_id.startswith("HNCA3-Mosaic"):  # every child showing the mean of the two colours
         image = np.broadcast_to(np.mean(np.asarray(params.task_params["colours"]), axis=0), (*env.grid, 3))
         return {"the mean colour": b.image_answer(image)}
+    # the best constant image that does not know the goal; GoalSwitch's metrics are about the
+    # time after a switch, which one shown image (scored as one state) does not have
     if env_id.startswith("HNCA3-") and "GoalSwitch" not in env_id:
         return {"mean of the goals": b.image_answer(np.mean(np.asarray(params.task_params["targets"]), axis=0))}
     return {}

@@ -120,6 +120,14 @@ def leaves(state):
     return out
 
 
+def assert_trees_close(a, b, **tol):
+    """Two pytrees of the same structure, leaf for leaf within ``np.testing.assert_allclose``'s
+    tolerances ``tol``."""
+    assert jax.tree.structure(a) == jax.tree.structure(b)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), **tol)
+
+
 def assert_same_state(a, b):
     """Two carries (pytrees) equal leaf for leaf: structure, dtypes and bits."""
     assert jax.tree.structure(a) == jax.tree.structure(b)

@@ -3,16 +3,11 @@
 import jax
 import numpy as np
 import pytest
+from conftest import assert_trees_close
 
 import hnca_env
 from hnca_env.evaluate import evaluate, evaluate_worlds, noisy_policy, random_policy, zero_policy
 from hnca_env.rollout import rollout
-
-
-def _assert_trees_close(a, b, **tol):
-    assert jax.tree.structure(a) == jax.tree.structure(b)
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
-        np.testing.assert_allclose(np.asarray(x), np.asarray(y), **tol)
 
 
 def test_evaluate_worlds_is_a_loop_of_single_world_rollouts():
@@ -25,7 +20,7 @@ def test_evaluate_worlds_is_a_loop_of_single_world_rollouts():
     for i, k in enumerate(jax.random.split(key, 3)):
         _, _, trace = rollout(env, pol, k, params, 4, record=lambda s: env.task.trace(s, params))
         one = env.task.summarize(trace, params)
-        _assert_trees_close({m: v[i] for m, v in per_world.items()}, one, rtol=1e-5, atol=1e-6)
+        assert_trees_close({m: v[i] for m, v in per_world.items()}, one, rtol=1e-5, atol=1e-6)
     means = evaluate(env, pol, key, params, n_worlds=3)
     assert means == pytest.approx({m: float(np.mean(v)) for m, v in per_world.items()}, rel=1e-6)
     with pytest.raises(ValueError, match="steps"):
@@ -59,4 +54,4 @@ def test_evaluate_does_not_depend_on_the_chunk(grow_env):
     pol = random_policy(env, 0.2)
     a = evaluate_worlds(env, pol, jax.random.key(1), params, n_worlds=4, steps=5, world_chunk=None)
     b = evaluate_worlds(env, pol, jax.random.key(1), params, n_worlds=4, steps=5, world_chunk=1)
-    _assert_trees_close(a, b, rtol=1e-5, atol=1e-6)
+    assert_trees_close(a, b, rtol=1e-5, atol=1e-6)

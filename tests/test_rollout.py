@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import assert_trees_close
 
 import hnca_env
 from hnca_env.evaluate import evaluate_worlds, random_policy
@@ -15,11 +16,6 @@ from hnca_env.rollout import (
     rollout,
     rollout_worlds,
 )
-
-
-def _assert_trees_close(a, b, **tol):
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
-        np.testing.assert_allclose(np.asarray(x), np.asarray(y), **tol)
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +36,7 @@ def test_rollout_worlds_equals_a_loop_of_single_rollouts(hnca_small, single_roll
     env, params = hnca_small
     policy, keys, record, want = single_rollouts
     got = jax.jit(lambda k: rollout_worlds(env, policy, k, params, 6, record=record, world_chunk=chunk))(keys)
-    _assert_trees_close(got, want, rtol=1e-4, atol=1e-5)  # float rounding of batched vs single ops
+    assert_trees_close(got, want, rtol=1e-4, atol=1e-5)  # float rounding of batched vs single ops
 
 
 def test_rollout_worlds_from_given_states(grow_env):
@@ -50,7 +46,7 @@ def test_rollout_worlds_from_given_states(grow_env):
     policy = random_policy(env, 0.1)
     a = rollout_worlds(env, policy, keys, params, 3, states=states, world_chunk=None)
     b = rollout_worlds(env, policy, keys, params, 3, states=states, world_chunk=2)
-    _assert_trees_close(a, b, rtol=1e-6, atol=1e-7)
+    assert_trees_close(a, b, rtol=1e-6, atol=1e-7)
 
 
 def test_map_worlds_is_differentiable_like_vmap():
