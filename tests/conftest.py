@@ -1,25 +1,52 @@
-"""Shared fixtures, and the compiler setting the suite runs under.
+"""Shared fixtures, and the compiler settings the suite runs under.
 
 The suite compiles hundreds of small XLA programs on grids of a few hundred cells, and on the CPU
-compiling is most of its time, running them little. So it compiles with XLA's backend (LLVM)
-optimisation level 0 instead of the default 3: each compile takes about half as long, the code it
-makes runs slower, and the suite as a whole takes about a quarter less time (one run of four test
-files, one core each: 538 s at level 2, 398 s at level 0). Results change only at float32
-round-off: every golden entry stays within the cross-machine tolerance of tests/test_golden.py
-(measured: the largest deviation is 0.45 of it). On the machine that recorded the goldens they
-must match bit for bit what users run, so there tests/test_golden.py compares them in
-subprocesses at XLA's defaults (``HNCA_TESTS_XLA_DEFAULTS=1``, which also turns the setting off
-here). An ``XLA_FLAGS`` that already names the level is left alone.
+compiling is most of its time, running them little. So it compiles with two of XLA's settings
+changed (``TEST_XLA_FLAGS``):
+
+- the backend (LLVM) optimisation level 0 instead of the default 3: each compile takes about half
+  as long, the code it makes runs slower, and the suite as a whole takes about a quarter less time
+  (one run of four test files, one core each: 538 s at level 2, 398 s at level 0);
+- XLA's older CPU code generator for fusions instead of the newer "fusion emitters"
+  (``--xla_cpu_use_fusion_emitters=false``): at level 0 it makes far less code for LLVM to
+  compile (benchmarks/reproduce.py's quick Metamorphosis run, one core: 33.6 s -> 13.8 s;
+  tests/test_golden.py: 98 s -> 49 s). At XLA's default level it is the slower of the two (75.7 s
+  on that run), so it goes only with level 0. A jaxlib that no longer knows the flag would abort
+  on it, so it is added only after a subprocess has started JAX with it.
+
+Results change only at float32 round-off: every golden entry stays within the cross-machine
+tolerance of tests/test_golden.py (measured with both settings: the largest deviation is 0.45 of
+it, the same as without the second). On the machine that recorded the goldens they must match
+bit for bit what users run, so there tests/test_golden.py compares them in subprocesses at XLA's
+defaults (``HNCA_TESTS_XLA_DEFAULTS=1``, which also turns the settings off here). An
+``XLA_FLAGS`` that already names the level is left alone.
 
 The tests also share one on-disk XLA compilation cache per run (below).
 """
 
 import os
 
+#: the XLA settings the suite compiles under (see above); tests/test_golden.py removes them for its
+#: bit-for-bit subprocesses
+TEST_XLA_FLAGS = ("--xla_backend_optimization_level=0", "--xla_cpu_use_fusion_emitters=false")
 XLA_DEFAULTS = os.environ.get("HNCA_TESTS_XLA_DEFAULTS") == "1"
+
+
+def _jax_starts_with(flags: str) -> bool:
+    import subprocess
+    import sys
+
+    probe = "import jax, jax.numpy as jnp; jax.jit(lambda x: x + 1)(jnp.ones(2)).block_until_ready()"
+    env = {**os.environ, "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu"}
+    return subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, timeout=300).returncode == 0
+
+
 if not XLA_DEFAULTS and "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
-    # must precede jax's first use of its CPU backend (this file is imported before any test)
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
+    # must precede jax's first use of its CPU backend (this file is imported before any test);
+    # the xdist workers and the tests' subprocesses inherit the result and skip this
+    level0 = (os.environ.get("XLA_FLAGS", "") + " " + TEST_XLA_FLAGS[0]).strip()
+    both = level0 + " " + TEST_XLA_FLAGS[1]
+    os.environ["XLA_FLAGS"] = both if _jax_starts_with(both) else level0
 
 # One on-disk XLA compilation cache per test run, shared by the xdist workers and the
 # subprocesses the tests start (they inherit the environment from the process that made it):

@@ -2,9 +2,9 @@
 recorded before the levels-as-data refactor, bit for bit on the recording machine and versions,
 to float32 round-off on another processor (XLA's CPU code is not bit-portable).
 
-The suite compiles at XLA's backend (LLVM) optimisation level 0 (tests/conftest.py), which moves
-float32 round-off (within the cross-machine tolerance here, measured on every entry: at most 0.45
-of it). Where the bits must
+The suite compiles at XLA's backend (LLVM) optimisation level 0 with the older CPU fusion code
+generator (tests/conftest.py), which moves float32 round-off (within the cross-machine tolerance
+here, measured on every entry: at most 0.45 of it). Where the bits must
 match (the recording machine: its CPU model, core count and versions), the comparisons run at
 XLA's defaults instead, in :func:`test_goldens_at_xla_defaults`' subprocesses
 (``HNCA_TESTS_XLA_DEFAULTS=1``); elsewhere they run in-process, to the tolerance.
@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import TEST_XLA_FLAGS
 
 from hnca_env.tasks import SMOKE_SETTINGS
 
@@ -92,7 +93,10 @@ GROUPS = {"rollouts": ("rollout_and_gradient", 12), "trainers": ("pool_trainer o
 def test_goldens_at_xla_defaults(group):
     expr, n = GROUPS[group]
     env = {**os.environ, "HNCA_TESTS_XLA_DEFAULTS": "1"}
-    env["XLA_FLAGS"] = re.sub(r"--xla_backend_optimization_level=\S*", "", env.get("XLA_FLAGS", "")).strip()
+    flags = env.get("XLA_FLAGS", "")
+    for flag in TEST_XLA_FLAGS:  # the suite's compile settings (tests/conftest.py): back to XLA's defaults
+        flags = re.sub(re.escape(flag.split("=")[0]) + r"=\S*", "", flags)
+    env["XLA_FLAGS"] = " ".join(flags.split())
     cmd = [sys.executable, "-m", "pytest", __file__, "-n", "0", "-p", "no:cacheprovider", "-k", expr]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1200)
     assert out.returncode == 0 and f"{n} passed" in out.stdout, out.stdout[-5000:] + out.stderr[-3000:]
