@@ -100,3 +100,11 @@ def test_goldens_at_xla_defaults(group):
     cmd = [sys.executable, "-m", "pytest", __file__, "-n", "0", "-p", "no:cacheprovider", "-k", expr]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1200)
     assert out.returncode == 0 and f"{n} passed" in out.stdout, out.stdout[-5000:] + out.stderr[-3000:]
+
+
+def test_a_compile_setting_jax_does_not_know_is_left_out():
+    """tests/conftest.py adds the older fusion code generator only after a subprocess started JAX
+    with it: XLA aborts on a flag it does not know, which would otherwise end every test."""
+    from conftest import _jax_starts_with
+
+    assert not _jax_starts_with("--xla_no_such_flag_hnca=1")
