@@ -333,9 +333,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.gif:
         suffix = "" if args.gif_trainer == "pool" and not args.multiplexer else f"_{args.gif_trainer}"
         suffix += f"_{args.multiplexer}" if args.multiplexer else ""
+        suffix += f"_g{args.grid}" if args.grid != GRID else ""
         for task in tasks:
             if (run_dir(runs, task, args.gif_trainer, 3, 0) / "depth_eval.json").exists():
-                gif = write_gif(runs, task, Path(args.gif) / f"{task}{suffix}.gif", trainer=args.gif_trainer)
+                gif = write_gif(runs, task, Path(args.gif) / f"{task}{suffix}.gif", trainer=args.gif_trainer,
+                                scale=max(2, 96 // args.grid))  # 16x16 children at 6 px a cell, 32x32 at 3
                 print("wrote", gif)
     command = " ".join(["python benchmarks/depth.py", *(sys.argv[1:] if argv is None else argv)])
     record = gather(runs, args.quick, command, args.grid)
