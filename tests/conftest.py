@@ -38,7 +38,10 @@ def _jax_starts_with(flags: str) -> bool:
 
     probe = "import jax, jax.numpy as jnp; jax.jit(lambda x: x + 1)(jnp.ones(2)).block_until_ready()"
     env = {**os.environ, "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu"}
-    return subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, timeout=300).returncode == 0
+    try:
+        return subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, timeout=300).returncode == 0
+    except (OSError, subprocess.SubprocessError):  # could not tell: leave the setting out
+        return False
 
 
 if not XLA_DEFAULTS and "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
