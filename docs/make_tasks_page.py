@@ -40,13 +40,18 @@ imported. `hnca tasks` lists them; `hnca info ID` prints an env's structure. Eac
 with a card (below, generated from the code by `docs/make_tasks_page.py`).
 
 ```python
-from hnca_env.evaluate import evaluate
+import jax
+import hnca_env
+from hnca_env.evaluate import evaluate, zero_policy
 
 env, params = hnca_env.make("Density-v0", rho=(0.5, 0.5))       # options: constructor or EnvParams
-metrics = evaluate(env, policy, key, params, n_worlds=64)
+policy = zero_policy(env)                                        # do-nothing; any policy(key, obs) -> action
+metrics = evaluate(env, policy, jax.random.key(0), params, n_worlds=64)
 ```
 
-`evaluate` rolls `n_worlds` episodes of `policy(key, obs) -> action` (one world) under `vmap`,
+`evaluate` rolls `n_worlds` episodes of `policy(key, obs) -> action` (one world), batched over
+worlds by `hnca_env.rollout.map_worlds` (one `vmap`, or on a CPU chunks of about 8k cells one
+after another; docs/concepts.md),
 records the task's per-step `trace` and returns its named success metrics (`summarize`),
 averaged over worlds. Every task offers the library rewards — `local` (minus each cell's
 error; a coordinator gets its cluster's mean), `team` and `improvement` — built from the task's

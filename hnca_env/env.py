@@ -586,7 +586,7 @@ class HNCAEnv(environment.Environment):
         return jnp.mean(self.task.error_map(state, params))
 
     def world_state(self, state: EnvState, params: EnvParams) -> Array:
-        """Compact global view for centralised critics, ``(H/k, W/k, C + C_p + visible + 1)``.
+        """Compact global view for centralised critics, ``(H/k, W/k, C_0 + ... + C_top + visible + 1)``.
 
         The children and the target pooled over clusters (``k = cluster``; for a single level
         ``k`` = cluster if it divides the grid, else 1), the coordinator states (levels above

@@ -368,6 +368,22 @@ def test_readme_tasks_block_runs():
     assert ns["env"].reward.name == "team"
 
 
+def test_tasks_page_block_runs():
+    """docs/tasks.md's example (written by docs/make_tasks_page.py), at a small size."""
+    import pathlib
+    import re
+
+    text = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "tasks.md").read_text()
+    code = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    assert "n_worlds=64" in code and 'make("Density-v0", ' in code
+    code = code.replace("n_worlds=64", "n_worlds=4").replace(
+        'make("Density-v0", ', 'make("Density-v0", grid=(8, 8), max_steps_in_episode=4, '
+    )
+    ns: dict = {}
+    exec(compile(code, "docs/tasks.md", "exec"), ns)
+    assert set(ns["metrics"]) and all(np.isfinite(v) for v in ns["metrics"].values())
+
+
 def test_policy_from_apply_ignores_the_key():
     from hnca_env.evaluate import policy_from_apply
 
