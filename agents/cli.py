@@ -589,7 +589,11 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--batch-size", dest="batch_size", type=int)
     tr.add_argument("--min-steps", dest="min_steps", type=int)
     tr.add_argument("--max-steps", dest="max_steps", type=int)
-    tr.add_argument("--hidden", type=int, help="hidden width of the cells (parents: 4x)")
+    tr.add_argument(
+        "--hidden",
+        type=int,
+        help="hidden width of the cells (pool: coordinators 4x; ippo/mappo: coordinators keep parent_hidden)",
+    )
     tr.add_argument("--lr", type=float, help="Adam learning rate (÷10 after --lr-boundary iterations)")
     tr.add_argument(
         "--lr-boundary",

@@ -24,9 +24,11 @@ defined once, here:
 - ``learn_perception=True`` means ``("parent",)``, with the env's ``parent_obs="neighbourhood"``;
   a list of levels (``[cell]``) learns those levels' kernels, each observing its raw neighbourhood.
 
-``trainer`` sets any of the derived settings, and the PoolConfig settings a run has no field
+``trainer`` sets the derived settings that are not fields of the run (``lr_final``,
+``remat_segments``, ``donate``, ``warmup_steps``) and the PoolConfig settings a run has no field
 for (:data:`TRAINER_SETTINGS`: ``grad``, ``clip_norm``, ``mutate``, ``layers``,
-``action_noise``, ``world_chunk``, ...), directly, over the rules; ``env_kwargs`` passes other
+``action_noise``, ``world_chunk``, ...), directly, over the rules (``hidden`` and
+``lr_boundary`` are fields: set them there); ``env_kwargs`` passes other
 arguments to ``hnca_env.make``.
 """
 
