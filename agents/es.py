@@ -36,7 +36,7 @@ from jax import flatten_util
 
 import hnca_env
 from agents.networks import make_policy
-from agents.settings import load_settings
+from agents.settings import load_settings, python_scalars
 from hnca_env import sharding
 from hnca_env.rollout import rollout_worlds
 
@@ -69,6 +69,7 @@ class ESConfig:
     mesh: Any = None
 
     def __post_init__(self):
+        python_scalars(self)
         if self.algorithm not in ALGORITHMS:
             raise ValueError(f"ESConfig.algorithm must be one of {ALGORITHMS}, got {self.algorithm!r}")
         if self.fitness not in FITNESS:

@@ -37,6 +37,7 @@ import optax
 from flax import struct
 
 from agents.networks import make_policy
+from agents.settings import python_scalars
 from hnca_env import physics, sharding
 from hnca_env.rollout import WORLD_CHUNK_AUTO, env_cells, resolve_world_chunk
 
@@ -89,6 +90,7 @@ class PoolConfig:
     world_chunk: int | str | None = "auto"
 
     def __post_init__(self):
+        python_scalars(self)
         for name in ("pool_size", "batch_size", "min_steps", "max_steps", "lr_boundary"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:

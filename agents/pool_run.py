@@ -41,7 +41,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from agents.pool import PoolConfig
-from agents.settings import json_safe, load_settings, tuples
+from agents.settings import json_safe, load_settings, python_scalars, tuples
 
 #: ``lr_final = lr / LR_DECAY`` (Growing NCA's 2e-3 -> 2e-4).
 LR_DECAY = 10
@@ -134,6 +134,7 @@ class PoolRunConfig:
     devices: int = 1
 
     def __post_init__(self):
+        python_scalars(self)
         if not isinstance(self.task, str):
             raise ValueError(f"PoolRunConfig.task must be an env id, got {self.task!r}")
         for name, least in (

@@ -54,6 +54,7 @@ from agents.settings import (  # noqa: F401 (parse_overrides: public here too)
     json_safe,  # noqa: F401 (re-exported: agents.ppo.json_safe)
     load_settings,
     parse_overrides,
+    python_scalars,
 )
 from agents.settings import tuples as _tuples
 from hnca_env import sharding
@@ -110,6 +111,7 @@ class PPOConfig:
     mesh: Any = None
 
     def __post_init__(self):
+        python_scalars(self)
         if not isinstance(self.task, str) or self.task not in hnca_env.registered_envs():
             raise ValueError(
                 f"PPOConfig.task: unknown env id {self.task!r}; registered: {hnca_env.registered_envs()}"

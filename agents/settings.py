@@ -8,10 +8,13 @@ Shared by the config objects of the trainers (``agents.ppo.PPOConfig``, ``agents
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+import numpy as np
 
 #: Floats as YAML 1.2 (and JSON) write them: PyYAML's YAML 1.1 rules read ``1e-3`` (no dot) as
 #: the string "1e-3".
@@ -93,6 +96,16 @@ def load_settings(
             more[group] = {**settings[group], **more[group]}
     settings.update(more)
     return settings
+
+
+def python_scalars(config: Any) -> None:
+    """Replace the NumPy scalars among a (frozen) config dataclass's fields by Python numbers
+    (``np.int64(16)`` -> ``16``): a sweep over ``np.arange`` passes its checks and writes plain
+    JSON. Called first in each trainer config's ``__post_init__``."""
+    for field in dataclasses.fields(config):
+        v = getattr(config, field.name)
+        if isinstance(v, np.generic):
+            object.__setattr__(config, field.name, v.item())
 
 
 def json_safe(x: Any) -> Any:

@@ -2,7 +2,8 @@
 
 Every task defines :meth:`~hnca_env.tasks.base.Task.trace` (scalars recorded at every step of
 one world) and :meth:`~hnca_env.tasks.base.Task.summarize` (named success metrics of one world
-from its trace). :func:`evaluate` runs ``n_worlds`` rollouts under ``vmap`` in one ``jit`` and
+from its trace). :func:`evaluate` runs ``n_worlds`` rollouts (batched by
+:func:`hnca_env.rollout.map_worlds`) in one ``jit`` and
 averages each metric over worlds, so "fraction of worlds classified correctly" is the mean of a
 per-world 0/1 metric.
 
@@ -21,7 +22,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from hnca_env import sharding
+from hnca_env import sharding, validate
 from hnca_env.rollout import WORLD_CHUNK_AUTO, env_cells, map_worlds, resolve_world_chunk, rollout
 
 Array = jax.Array
@@ -49,11 +50,8 @@ def evaluate_worlds(
     """
     params = env.default_params if params is None else params
     env.check_params(params)
-    if isinstance(n_worlds, bool) or not isinstance(n_worlds, int) or n_worlds < 1:
-        raise ValueError(f"n_worlds must be a positive integer, got {n_worlds!r}")
-    steps = int(params.max_steps_in_episode) if steps is None else steps
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    n_worlds = validate.positive_int("n_worlds", n_worlds)
+    steps = validate.positive_int("steps", int(params.max_steps_in_episode) if steps is None else steps)
     cells = env_cells(env)
     resolve_world_chunk(world_chunk, n_worlds, mesh, cells)  # bad values fail here, before tracing
 

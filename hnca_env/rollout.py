@@ -25,6 +25,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from hnca_env import validate
+
 Array = jax.Array
 
 #: The ``world_chunk`` values :func:`resolve_world_chunk` accepts besides positive integers.
@@ -52,8 +54,9 @@ def resolve_world_chunk(
         world_chunk = max(d for d in range(1, min(target, n_worlds) + 1) if n_worlds % d == 0)
     if world_chunk is None:
         return None
-    if isinstance(world_chunk, bool) or not isinstance(world_chunk, int) or world_chunk < 1:
+    if isinstance(world_chunk, bool) or not isinstance(world_chunk, int | np.integer) or world_chunk < 1:
         raise ValueError(f"world_chunk must be None, 'auto' or a positive integer, got {world_chunk!r}")
+    world_chunk = int(world_chunk)
     if n_worlds % world_chunk:
         raise ValueError(f"world_chunk={world_chunk} must divide the number of worlds ({n_worlds})")
     if mesh is not None and world_chunk < n_worlds:
@@ -131,12 +134,17 @@ def rollout(
     Starts from ``state`` or from a reset with a key split off ``key``. Returns
     ``(obs, state, records)``: the final observation and state, and ``record(state)`` stacked
     over the start state and every step (``None`` without ``record``). Pure: jit or vmap it.
+    ``params``, ``state`` and the policy's actions are checked as ``env.step`` checks them
+    (shapes, levels, dtype; values when concrete), while tracing.
     """
     params = env.default_params if params is None else params
+    env.check_params(params)
+    steps = validate.positive_int("steps", steps)
     k_reset, k_run = jax.random.split(key)
     if state is None:
         obs, state = env.reset_env(k_reset, params)
     else:
+        validate.check_state(env, state)
         obs = env.get_obs(state, params)
 
     pol = as_carry_policy(policy)
@@ -145,6 +153,7 @@ def rollout(
         obs, st, c = carry
         k_act, k_step = jax.random.split(k)
         action, c = pol.step(k_act, obs, c, st)
+        action = env.check_action(action)  # the policy's output: levels, shapes, dtype
         obs, st, *_ = env.step_env(k_step, st, action, params)
         return (obs, st, c), (record(st) if record is not None else None)
 

@@ -56,7 +56,10 @@ def check_finite_action(action: Mapping[str, jax.Array]) -> None:
     mean: three steps later hundreds of observation values are NaN. Rejecting it at the step
     that received it points at the policy step that made it.
     """
-    counts = {lvl: int(n) for lvl, n in jax.device_get(_nonfinite_counts(dict(action))).items()}
+    # A concrete action closed over by a jitted function is checked while tracing, once per
+    # compilation: compute the counts eagerly then too, instead of as tracers of that program.
+    with jax.ensure_compile_time_eval():
+        counts = {lvl: int(n) for lvl, n in jax.device_get(_nonfinite_counts(dict(action))).items()}
     bad = [
         f"action[{lvl!r}] has {n} non-finite value{'s' if n > 1 else ''}" for lvl, n in counts.items() if n
     ]

@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import assert_same_state
 from flax import struct
 from jax.experimental import checkify
 
@@ -39,6 +40,19 @@ def test_eager_step_rejects_nonfinite_actions_naming_level_and_count(grow_env, h
     with pytest.raises(ValueError, match=r"action\['parent'\] has 1 non-finite value "):
         env.step(key, state, action, params)
     env.step(key, state, zero_action(env, params), params)  # finite actions pass
+
+
+def test_a_concrete_action_closed_over_by_jit_is_checked_while_tracing(grow_env, key):
+    """An action made outside a jitted function is a constant of it: checked once, at trace time."""
+    env, params = grow_env
+    _, state = env.reset(key, params)
+    action = zero_action(env, params)
+    _, after, *_ = jax.jit(lambda s: env.step(key, s, action, params))(state)
+    _, eager, *_ = env.step(key, state, action, params)
+    assert_same_state(after, eager)
+    bad = {"cell": action["cell"].at[0, 0, 0].set(jnp.nan)}
+    with pytest.raises(ValueError, match=r"action\['cell'\] has 1 non-finite value "):
+        jax.jit(lambda s: env.step(key, s, bad, params))(state)
 
 
 def test_checkify_finds_the_first_step_with_a_nonfinite_action(grow_env, key):
@@ -213,3 +227,24 @@ def test_unreadable_checkpoints_give_one_clear_line(run_copy, capfd, caplog):
     assert len(line) < 600 and "no complete checkpoint" in line
     assert "step 4 is damaged" in line and "step 2 is damaged" in line
     assert not caplog.records
+
+
+def test_trainer_configs_take_numpy_scalars_as_python_numbers():
+    """A sweep over np.arange builds configs that pass their checks and write plain JSON."""
+    import json
+
+    from agents.es import ESConfig
+    from agents.pool import PoolConfig
+    from agents.pool_run import PoolRunConfig
+    from agents.ppo import PPOConfig
+
+    ppo = PPOConfig(num_envs=np.int64(4), lr=np.float32(3e-4))
+    assert type(ppo.num_envs) is int and type(ppo.lr) is float
+    json.dumps(ppo.to_dict())
+    assert type(PoolConfig(pool_size=np.int64(64), batch_size=np.int32(8)).pool_size) is int
+    assert type(ESConfig(population=np.int64(8)).population) is int
+    run = PoolRunConfig(pool_size=np.int64(64), lr=np.float64(1e-3))
+    assert type(run.pool_size) is int
+    json.dumps(run.to_dict())
+    with pytest.raises(ValueError, match="PPOConfig.num_envs must be a positive integer"):
+        PPOConfig(num_envs=np.int64(0))

@@ -7,7 +7,7 @@ import pytest
 from conftest import assert_trees_close
 
 import hnca_env
-from hnca_env.evaluate import evaluate_worlds, random_policy
+from hnca_env.evaluate import evaluate, evaluate_worlds, random_policy
 from hnca_env.rollout import (
     AUTO_CHUNK_CELLS,
     env_cells,
@@ -84,6 +84,39 @@ def test_bad_world_chunk_is_refused(grow_env, chunk, match):
         evaluate_worlds(
             env, random_policy(env), jax.random.key(0), params, n_worlds=4, steps=2, world_chunk=chunk
         )
+
+
+def test_rollout_checks_its_arguments_and_the_policys_actions(hnca_small, key):
+    """Bad input to rollout (and so rollout_worlds and evaluate) names the problem while tracing,
+    as env.step does, instead of a broadcasting error inside the physics."""
+    env, params = hnca_small
+
+    def zeros(levels, dim=None, dtype=jnp.float32):
+        return lambda k, obs: {
+            lvl: jnp.zeros((*env.grid_shape(lvl), dim or env.action_dim(lvl)), dtype) for lvl in levels
+        }
+
+    bad = [
+        (zeros(env.agent_levels, dim=3), ValueError, r"action\['cell'\] has shape \(16, 16, 3\)"),
+        (zeros(["cell"]), ValueError, r"action has levels \['cell'\], expected \['cell', 'parent'\]"),
+        (zeros(env.agent_levels, dtype=jnp.int32), TypeError, "must be floating point"),
+    ]
+    for policy, error, match in bad:
+        with pytest.raises(error, match=match):
+            rollout(env, policy, key, params, steps=2)
+        with pytest.raises(error, match=match):
+            evaluate_worlds(env, policy, key, params, n_worlds=2, steps=2)
+    with pytest.raises(ValueError, match="steps must be a positive integer, got -1"):
+        rollout(env, random_policy(env), key, params, steps=-1)
+    other, other_params = hnca_env.make("HNCA-Grow-v0", grid=(8, 8))
+    with pytest.raises(ValueError, match=r"state.grids\['cell'\] has shape \(8, 8, 12\)"):
+        rollout(env, random_policy(env), key, params, steps=2, state=other.reset(key, other_params)[1])
+    with pytest.raises(ValueError, match="max_steps_in_episode"):
+        rollout(env, random_policy(env), key, params.replace(max_steps_in_episode=0), steps=2)
+    # NumPy integers are integers
+    metrics = evaluate(env, random_policy(env), key, params, n_worlds=np.int64(2), steps=np.int32(2),
+                       world_chunk=np.int64(1))  # fmt: skip
+    assert metrics and all(np.isfinite(v) for v in metrics.values())
 
 
 def test_a_carry_policy_keeps_its_carry_and_a_plain_one_is_wrapped():
