@@ -27,6 +27,7 @@ through those steps before it enters the pool, so the rolled-out steps are the c
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from functools import partial
 from typing import Any
@@ -99,10 +100,19 @@ class PoolConfig:
             raise ValueError(f"batch_size={self.batch_size} exceeds pool_size={self.pool_size}")
         if self.min_steps > self.max_steps:
             raise ValueError(f"min_steps={self.min_steps} exceeds max_steps={self.max_steps}")
-        if not (isinstance(self.action_noise, int | float) and self.action_noise >= 0):
-            raise ValueError(f"PoolConfig.action_noise must be a number >= 0, got {self.action_noise!r}")
-        if not (self.lr > 0 and self.lr_final > 0):
-            raise ValueError("learning rates must be positive")
+        def number(v):
+            return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+        if not (number(self.action_noise) and self.action_noise >= 0):
+            raise ValueError(f"PoolConfig.action_noise must be a finite number >= 0, got {self.action_noise!r}")
+        for name in ("lr", "lr_final", "clip_norm"):
+            v = getattr(self, name)
+            if not (number(v) and v > 0):
+                raise ValueError(f"PoolConfig.{name} must be a finite positive number, got {v!r}")
+        for name in ("damage", "reseed"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise ValueError(f"PoolConfig.{name} must be an integer, got {v!r}")
         if self.grad not in GRAD_MODES:
             raise ValueError(f"PoolConfig.grad must be one of {GRAD_MODES}, got {self.grad!r}")
         if not 0 <= self.damage < self.batch_size:

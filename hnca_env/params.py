@@ -167,6 +167,13 @@ def check_params(env, params: EnvParams) -> None:
     for lvl in env.fixed_rules:
         if lvl not in (params.rule_params or {}):
             raise ValueError(f"params.rule_params lacks the parameters of fixed level {lvl!r}")
+    need = set(rewards_lib.default_weights(env.reward))
+    missing = sorted(need - set(params.reward_weights or {}))
+    if missing:
+        raise ValueError(
+            f"params.reward_weights lacks the weight(s) of {missing}: the reward {env.reward!r} "
+            f"needs {sorted(need)}"
+        )
     env.task.check_params(params, env)
     if not _is_concrete(params):
         return
@@ -198,6 +205,7 @@ def check_params(env, params: EnvParams) -> None:
     for name, v, ok, msg in checks:
         if not np.all(ok(v)):
             raise ValueError(f"params.{name} {msg}, got {v}")
-    if not np.all(np.isfinite(np.asarray(params.target))):
-        raise ValueError("params.target contains NaN or inf")
+    for name in ("target", "seed_state"):
+        if not np.all(np.isfinite(np.asarray(getattr(params, name)))):
+            raise ValueError(f"params.{name} contains NaN or inf")
     validate.warn_settings(env, params)

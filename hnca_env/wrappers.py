@@ -334,6 +334,14 @@ class DictAgentView(_View):
         out = {}
         for lvl in self._env.agent_levels:
             h, w = self._env.grid_shape(lvl)
+            want = (self._env.action_dim(lvl),)
+            for y in range(h):
+                for x in range(w):
+                    if jnp.shape(per_agent[f"{lvl}_{y}_{x}"]) != want:
+                        raise ValueError(
+                            f"action of agent '{lvl}_{y}_{x}' has shape "
+                            f"{jnp.shape(per_agent[f'{lvl}_{y}_{x}'])}, expected {want}"
+                        )
             rows = [jnp.stack([per_agent[f"{lvl}_{y}_{x}"] for x in range(w)]) for y in range(h)]
             out[lvl] = jnp.stack(rows)
         return out
@@ -353,8 +361,8 @@ class DictAgentView(_View):
 
     def observation_spaces(self, params=None) -> dict:
         spaces_ = self._env.observation_space(params).spaces
-        return {a: spaces.Box(-jnp.inf, jnp.inf, spaces_[a.split("_")[0]].shape[-1:]) for a in self.agents}
+        return {a: spaces.Box(-jnp.inf, jnp.inf, spaces_[a.rsplit("_", 2)[0]].shape[-1:]) for a in self.agents}
 
     def action_spaces(self, params=None) -> dict:
         spaces_ = self._env.action_space(params).spaces
-        return {a: spaces.Box(-1.0, 1.0, spaces_[a.split("_")[0]].shape[-1:]) for a in self.agents}
+        return {a: spaces.Box(-1.0, 1.0, spaces_[a.rsplit("_", 2)[0]].shape[-1:]) for a in self.agents}

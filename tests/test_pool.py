@@ -68,7 +68,7 @@ def test_few_iterations_lower_the_loss():
         (dict(min_steps=10, max_steps=5), "min_steps=10 exceeds max_steps=5"),
         (dict(grad="adamw"), "grad must be one of"),
         (dict(damage=8), "damage must be in"),
-        (dict(lr=0.0), "learning rates must be positive"),
+        (dict(lr=0.0), "lr must be a finite positive number"),
     ],
 )
 def test_config_rejects_bad_values(kwargs, match):

@@ -248,3 +248,41 @@ def test_trainer_configs_take_numpy_scalars_as_python_numbers():
     json.dumps(run.to_dict())
     with pytest.raises(ValueError, match="PPOConfig.num_envs must be a positive integer"):
         PPOConfig(num_envs=np.int64(0))
+
+
+def test_more_bad_settings_name_themselves(grow_env, key):
+    from agents.pool import PoolConfig
+
+    for bad, match in [
+        (dict(grad="clip", clip_norm=-1.0), "clip_norm must be a finite positive number"),
+        (dict(lr=float("inf")), "lr must be a finite positive number"),
+        (dict(action_noise=float("inf")), "action_noise must be a finite number"),
+        (dict(damage=0.5), "damage must be an integer"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            PoolConfig(pool_size=16, batch_size=4, **bad)
+    # a weighted reward's weights must all be there; a NaN start state is refused
+    env, params = hnca_env.make("Grow-v0", grid=(8, 8), reward={"local": 1.0, "team": 1.0})
+    with pytest.raises(ValueError, match=r"reward_weights lacks the weight\(s\) of \['team'\]"):
+        env.reset(key, params.replace(reward_weights={"local": 1.0}))
+    env, params = grow_env
+    with pytest.raises(ValueError, match="params.seed_state contains NaN or inf"):
+        env.reset(key, params.replace(seed_state=params.seed_state.at[0, 0, 0].set(jnp.nan)))
+
+
+def test_dict_agent_view_with_underscores_in_level_names_and_a_bad_agent_action(key):
+    from hnca_env.levels import Level
+    from hnca_env.wrappers import DictAgentView
+
+    env = hnca_env.HNCAEnv(
+        grid=(4, 4), alive=False, levels=(Level("cell", 8), Level("big_boss", 8, cluster=2, signals=4))
+    )
+    view = DictAgentView(env)
+    assert view.action_spaces()["big_boss_1_1"].shape == (env.action_dim("big_boss"),)
+    assert view.observation_spaces()["cell_3_3"].shape == (env.obs_dim("cell"),)
+    _, state = view.reset(key)
+    actions = {a: jnp.zeros(s.shape) for a, s in view.action_spaces().items()}
+    view.step(key, state, actions)
+    actions["cell_2_1"] = jnp.zeros(3)
+    with pytest.raises(ValueError, match=r"action of agent 'cell_2_1' has shape \(3,\)"):
+        view.step(key, state, actions)
