@@ -44,9 +44,9 @@ constant answer, also at 4× the budget) through the tasks' H-NCA coupling; with
 silencing its top level sends it back to chance (IPPO three levels deep: Mosaic 0.003,
 MosaicSwitch 0.0033, every tile right; silenced, tiles at chance; 3 seeds). At the registered
 32×32 (pool trainer, 3 seeds): three levels 0.0023 and 0.0038, every tile right; silenced,
-tiles at chance; flat, the mean colour (0.107). IPPO with ``replace`` at 32×32 (Mosaic, 3
-seeds, the 16×16 budget): three levels 0.0031, every tile right; silenced, tiles at chance;
-two levels 0.00055; flat 0.1115.
+tiles at chance; flat, the mean colour (0.107). IPPO with ``replace`` at 32×32 (3 seeds, the
+16×16 budget): three levels Mosaic 0.0031, MosaicSwitch 0.0035 after the switch, every tile
+right; silenced, tiles at chance; two levels 0.00055 and 0.00093; flat 0.1115 and 0.1124.
 On GoalSwitch and Layout no trained policy beat the
 constant answer that paints the mean of the targets (GoalSwitch 0.0066, Layout 0.0133), and on
 Layout none can.
