@@ -118,6 +118,9 @@ class PPOConfig:
             )
         if self.algo not in ALGOS:
             raise ValueError(f"PPOConfig.algo must be one of {ALGOS}, got {self.algo!r}")
+        for name in ("anneal_lr", "clip_action", "normalize_advantages", "normalize_obs"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"PPOConfig.{name} must be true or false, got {getattr(self, name)!r}")
         if isinstance(self.reward, str) and self.reward not in REWARDS:
             raise ValueError(
                 f"PPOConfig.reward must be one of {REWARDS} or a {{name: weight}} dict, got {self.reward!r}"

@@ -165,6 +165,10 @@ class HNCAEnv(environment.Environment):
         coupling: str = "intact",
         coupling_seed: int = 0,
     ):
+        if task is not None and not isinstance(task, Task):
+            raise TypeError(
+                f"task must be a hnca_env.Task (e.g. Task('heart', visible=4)), got {type(task).__name__} {task!r}"
+            )
         self.task = task if task is not None else Task()
         self.grid = validate.check_grid(grid)
         self.visible = self.task.visible

@@ -183,6 +183,8 @@ class Level:
 
 def check_hierarchy(levels: Sequence[Level], grid: tuple[int, int], visible: int) -> tuple[Level, ...]:
     """Validate an ordered hierarchy (finest first) on a child grid; returns it as a tuple."""
+    if isinstance(levels, Level) or not isinstance(levels, Sequence):
+        raise TypeError(f"levels must be a non-empty sequence of hnca_env.levels.Level, got {levels!r}")
     levels = tuple(levels)
     if not levels or not all(isinstance(lv, Level) for lv in levels):
         raise TypeError("levels must be a non-empty sequence of hnca_env.levels.Level")

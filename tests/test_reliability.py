@@ -286,3 +286,15 @@ def test_dict_agent_view_with_underscores_in_level_names_and_a_bad_agent_action(
     actions["cell_2_1"] = jnp.zeros(3)
     with pytest.raises(ValueError, match=r"action of agent 'cell_2_1' has shape \(3,\)"):
         view.step(key, state, actions)
+
+
+def test_constructor_arguments_of_the_wrong_kind_name_themselves():
+    from agents.ppo import PPOConfig
+    from hnca_env.levels import Level
+
+    with pytest.raises(TypeError, match="task must be a hnca_env.Task"):
+        hnca_env.HNCAEnv(grid=(8, 8), task="heart")
+    with pytest.raises(TypeError, match="levels must be a non-empty sequence"):
+        hnca_env.HNCAEnv(grid=(8, 8), levels=Level("cell", 8))
+    with pytest.raises(ValueError, match="PPOConfig.anneal_lr must be true or false, got 'no'"):
+        PPOConfig(anneal_lr="no")
