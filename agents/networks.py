@@ -127,7 +127,15 @@ def make_policy(
     """
     # levels above the first coordinator level default to the coordinators' width
     widths = {lvl: DEFAULT_HIDDEN.get(lvl, DEFAULT_HIDDEN["parent"]) for lvl in env.agent_levels}
-    widths.update(dict(hidden or {}))
+    if hidden is not None and not isinstance(hidden, Mapping):
+        raise ValueError(f"hidden must be a mapping level -> width, e.g. {{'cell': 64}}, got {hidden!r}")
+    for lvl, v in dict(hidden or {}).items():  # levels that do not act are ignored (DEFAULT_HIDDEN)
+        if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
+            raise ValueError(f"hidden[{lvl!r}] must be a positive integer, got {v!r}")
+        if lvl in env.agent_levels:
+            widths[lvl] = int(v)
+    if isinstance(learn_perception, str):
+        raise ValueError(f"learn_perception must be a sequence of level names, e.g. ('parent',), got {learn_perception!r}")
     learn = set(learn_perception)
     unknown = learn - set(env.agent_levels)
     if unknown:

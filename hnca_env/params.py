@@ -147,6 +147,14 @@ def apply_overrides(env, params: EnvParams, overrides: Mapping[str, Any]) -> Env
     return params.replace(**overrides)
 
 
+def _is_dtype(x: Any, kind) -> bool:
+    """Whether ``x`` (a number, array or tracer) has a dtype of ``kind`` (e.g. ``jnp.integer``)."""
+    try:
+        return bool(jnp.issubdtype(jnp.result_type(x), kind)) and not isinstance(x, bool)
+    except TypeError:
+        return False
+
+
 def check_params(env, params: EnvParams) -> None:
     """Raise ``ValueError`` naming the first invalid number of ``params``.
 
@@ -167,6 +175,22 @@ def check_params(env, params: EnvParams) -> None:
     for lvl in env.fixed_rules:
         if lvl not in (params.rule_params or {}):
             raise ValueError(f"params.rule_params lacks the parameters of fixed level {lvl!r}")
+    shapes = {
+        "damage_radius": (2,),
+        "actuator_scale": (max(env.signals, 1),),
+        "sensor_scale": (env.channels,),
+        "damage_times": (env.max_damage_events,),
+    }
+    for k, shape in shapes.items():
+        got = jnp.shape(getattr(params, k))
+        if got[-1:] != shape:
+            raise ValueError(f"params.{k} has shape {got}, expected {shape}")
+    for k in ("seed", "max_steps_in_episode", "tau_c", "damage_holes", "damage_times"):
+        if not _is_dtype(getattr(params, k), jnp.integer):
+            raise ValueError(f"params.{k} must be an integer, got {getattr(params, k)!r}")
+    for lvl, p in params.fire_rate.items():
+        if not _is_dtype(p, jnp.number):
+            raise ValueError(f"params.fire_rate[{lvl!r}] must be a number, got {p!r}")
     need = set(rewards_lib.default_weights(env.reward))
     missing = sorted(need - set(params.reward_weights or {}))
     if missing:

@@ -298,3 +298,29 @@ def test_constructor_arguments_of_the_wrong_kind_name_themselves():
         hnca_env.HNCAEnv(grid=(8, 8), levels=Level("cell", 8))
     with pytest.raises(ValueError, match="PPOConfig.anneal_lr must be true or false, got 'no'"):
         PPOConfig(anneal_lr="no")
+
+
+def test_params_fields_of_the_wrong_shape_or_kind_name_themselves(hnca_small, key):
+    env, params = hnca_small
+    for bad, match in [
+        (dict(actuator_scale=np.ones(3)), r"params.actuator_scale has shape \(3,\), expected \(9,\)"),
+        (dict(damage_radius=5.0), r"params.damage_radius has shape \(\), expected \(2,\)"),
+        (dict(seed=1.5), "params.seed must be an integer, got 1.5"),
+        (dict(tau_c=2.5), "params.tau_c must be an integer"),
+        (dict(max_steps_in_episode="10"), "params.max_steps_in_episode must be an integer"),
+        (dict(fire_rate={"cell": [0.5, 0.5], "parent": 0.5}), r"params.fire_rate\['cell'\] must be a number"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            env.reset(key, params.replace(**bad))
+
+
+def test_policy_widths_of_the_wrong_kind_name_themselves(hnca_small):
+    from agents.networks import make_policy
+
+    env, _ = hnca_small
+    with pytest.raises(ValueError, match=r"hidden\['cell'\] must be a positive integer, got -5"):
+        make_policy(env, {"cell": -5})
+    with pytest.raises(ValueError, match="hidden must be a mapping level -> width"):
+        make_policy(env, 64)
+    with pytest.raises(ValueError, match="learn_perception must be a sequence of level names"):
+        make_policy(env, learn_perception="parent")
