@@ -70,6 +70,12 @@ class ESConfig:
 
     def __post_init__(self):
         python_scalars(self)
+        if not isinstance(self.task, str) or self.task not in hnca_env.registered_envs():
+            raise ValueError(f"ESConfig.task: unknown env id {self.task!r}; registered: {hnca_env.registered_envs()}")
+        if self.env_kwargs is None:  # as PPOConfig: no env settings
+            object.__setattr__(self, "env_kwargs", {})
+        if not isinstance(self.env_kwargs, Mapping):
+            raise ValueError(f"ESConfig.env_kwargs must be a mapping, got {type(self.env_kwargs).__name__}")
         if self.algorithm not in ALGORITHMS:
             raise ValueError(f"ESConfig.algorithm must be one of {ALGORITHMS}, got {self.algorithm!r}")
         if self.fitness not in FITNESS:
@@ -116,7 +122,7 @@ class ESConfig:
         if unknown:
             raise ValueError(f"unknown ESConfig setting(s) {sorted(unknown)}; known: {sorted(known)}")
         d = dict(d)
-        if "env_kwargs" in d:
+        if isinstance(d.get("env_kwargs"), Mapping):
             d["env_kwargs"] = {
                 k: tuple(v) if isinstance(v, list) else v for k, v in dict(d["env_kwargs"]).items()
             }

@@ -229,7 +229,9 @@ def check_params(env, params: EnvParams) -> None:
     for name, v, ok, msg in checks:
         if not np.all(ok(v)):
             raise ValueError(f"params.{name} {msg}, got {v}")
-    for name in ("target", "seed_state"):
+    for name in ("target", "seed_state", "actuator_scale", "sensor_scale"):
         if not np.all(np.isfinite(np.asarray(getattr(params, name)))):
             raise ValueError(f"params.{name} contains NaN or inf")
+    if not np.all(np.asarray(params.clamp_min) < np.asarray(params.clamp_max)):
+        raise ValueError(f"params.clamp_min={params.clamp_min} must be below clamp_max={params.clamp_max}")
     validate.warn_settings(env, params)

@@ -324,3 +324,21 @@ def test_policy_widths_of_the_wrong_kind_name_themselves(hnca_small):
         make_policy(env, 64)
     with pytest.raises(ValueError, match="learn_perception must be a sequence of level names"):
         make_policy(env, learn_perception="parent")
+
+
+def test_nonfinite_scales_crossed_clamps_and_bad_es_settings_name_themselves(hnca_small, key):
+    from agents.es import ESConfig
+
+    env, params = hnca_small
+    for bad, match in [
+        (dict(actuator_scale=params.actuator_scale.at[0].set(jnp.nan)), "params.actuator_scale contains NaN"),
+        (dict(sensor_scale=params.sensor_scale.at[0].set(jnp.inf)), "params.sensor_scale contains NaN or inf"),
+        (dict(clamp_min=1.0, clamp_max=-1.0), "params.clamp_min=1.0 must be below clamp_max=-1.0"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            env.reset(key, params.replace(**bad))
+    with pytest.raises(ValueError, match="ESConfig.task: unknown env id 5"):
+        ESConfig(task=5)
+    with pytest.raises(ValueError, match="ESConfig.env_kwargs must be a mapping, got int"):
+        ESConfig(env_kwargs=5)
+    assert ESConfig.from_dict({"env_kwargs": None}).env_kwargs == {}
