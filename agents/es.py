@@ -36,7 +36,7 @@ from jax import flatten_util
 
 import hnca_env
 from agents.networks import make_policy
-from agents.settings import load_settings, python_scalars
+from agents.settings import check_task_id, load_settings, python_scalars
 from hnca_env import sharding
 from hnca_env.rollout import rollout_worlds
 
@@ -70,8 +70,7 @@ class ESConfig:
 
     def __post_init__(self):
         python_scalars(self)
-        if not isinstance(self.task, str) or self.task not in hnca_env.registered_envs():
-            raise ValueError(f"ESConfig.task: unknown env id {self.task!r}; registered: {hnca_env.registered_envs()}")
+        check_task_id("ESConfig", self.task)
         if self.env_kwargs is None:  # as PPOConfig: no env settings
             object.__setattr__(self, "env_kwargs", {})
         if not isinstance(self.env_kwargs, Mapping):

@@ -51,6 +51,7 @@ from flax import struct
 import hnca_env
 from agents.networks import NCAUpdateRule
 from agents.settings import (  # noqa: F401 (parse_overrides: public here too)
+    check_task_id,
     json_safe,  # noqa: F401 (re-exported: agents.ppo.json_safe)
     load_settings,
     parse_overrides,
@@ -112,10 +113,7 @@ class PPOConfig:
 
     def __post_init__(self):
         python_scalars(self)
-        if not isinstance(self.task, str) or self.task not in hnca_env.registered_envs():
-            raise ValueError(
-                f"PPOConfig.task: unknown env id {self.task!r}; registered: {hnca_env.registered_envs()}"
-            )
+        check_task_id("PPOConfig", self.task)
         if self.algo not in ALGOS:
             raise ValueError(f"PPOConfig.algo must be one of {ALGOS}, got {self.algo!r}")
         for name in ("anneal_lr", "clip_action", "normalize_advantages", "normalize_obs"):

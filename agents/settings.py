@@ -98,6 +98,14 @@ def load_settings(
     return settings
 
 
+def check_task_id(owner: str, task: Any) -> None:
+    """Raise unless ``task`` is a registered env id (``owner``: the config class, for the message)."""
+    import hnca_env
+
+    if not isinstance(task, str) or task not in hnca_env.registered_envs():
+        raise ValueError(f"{owner}.task: unknown env id {task!r}; registered: {hnca_env.registered_envs()}")
+
+
 def python_scalars(config: Any) -> None:
     """Replace the NumPy scalars among a (frozen) config dataclass's fields by Python numbers
     (``np.int64(16)`` -> ``16``): a sweep over ``np.arange`` passes its checks and writes plain

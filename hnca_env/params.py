@@ -150,7 +150,7 @@ def apply_overrides(env, params: EnvParams, overrides: Mapping[str, Any]) -> Env
 def _is_dtype(x: Any, kind) -> bool:
     """Whether ``x`` (a number, array or tracer) has a dtype of ``kind`` (e.g. ``jnp.integer``)."""
     try:
-        return bool(jnp.issubdtype(jnp.result_type(x), kind)) and not isinstance(x, bool)
+        return bool(jnp.issubdtype(jnp.result_type(x), kind))
     except TypeError:
         return False
 

@@ -335,14 +335,13 @@ class DictAgentView(_View):
         for lvl in self._env.agent_levels:
             h, w = self._env.grid_shape(lvl)
             want = (self._env.action_dim(lvl),)
-            for y in range(h):
-                for x in range(w):
-                    if jnp.shape(per_agent[f"{lvl}_{y}_{x}"]) != want:
-                        raise ValueError(
-                            f"action of agent '{lvl}_{y}_{x}' has shape "
-                            f"{jnp.shape(per_agent[f'{lvl}_{y}_{x}'])}, expected {want}"
-                        )
-            rows = [jnp.stack([per_agent[f"{lvl}_{y}_{x}"] for x in range(w)]) for y in range(h)]
+
+            def agent_action(name):
+                if jnp.shape(per_agent[name]) != want:
+                    raise ValueError(f"action of agent {name!r} has shape {jnp.shape(per_agent[name])}, expected {want}")
+                return per_agent[name]
+
+            rows = [jnp.stack([agent_action(f"{lvl}_{y}_{x}") for x in range(w)]) for y in range(h)]
             out[lvl] = jnp.stack(rows)
         return out
 
